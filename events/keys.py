@@ -1,0 +1,84 @@
+"""The Redis keyspace of Outcome Ledger: one place that names every key.
+
+A shard is one eventsourcing application log. Every key of a shard carries the shard's
+hash tag (``{s00}``), so the whole shard lives in one Redis Cluster slot and one Lua
+script may touch any of its keys. The registry (tenants -> shards, API keys) has a hash
+tag of its own.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+DEFAULT_PREFIX = "ol"
+DEFAULT_SHARD = "s00"
+
+
+def encode_originator_id(originator_id: UUID | str) -> str:
+    """UUIDs are stored in canonical form; plain string ids get a ``~`` marker."""
+    if isinstance(originator_id, UUID):
+        return str(originator_id)
+    return "~" + originator_id
+
+
+def decode_originator_id(stored: str) -> UUID | str:
+    if stored.startswith("~"):
+        return stored[1:]
+    return UUID(stored)
+
+
+class ShardKeys:
+    """Names of the keys of one shard."""
+
+    def __init__(self, shard: str = DEFAULT_SHARD, prefix: str = DEFAULT_PREFIX) -> None:
+        if not shard or any(c in shard for c in "{}: \n"):
+            raise ValueError(f"invalid shard name {shard!r}")
+        self.shard = shard
+        self.prefix = f"{prefix}:{{{shard}}}:"
+        #: the application log: one stream entry per event, id "<notification id>-0"
+        self.log = self.prefix + "log"
+        #: hash: n = last notification id, c = head of the log hash chain
+        self.head = self.prefix + "head"
+        #: hash: application (or view) name -> last processed notification id
+        self.tracking = self.prefix + "tracking"
+        #: prefix of per-aggregate streams of the plain aggregate recorders (snapshots)
+        self.plain_prefix = self.prefix + "p:"
+        #: sorted set of due timers (score = due time in ms)
+        self.timers = self.prefix + "timers"
+
+    def aggregate_index(self, originator_id: UUID | str) -> str:
+        """Sorted set: score = aggregate version, member = notification id."""
+        return self.prefix + "a:" + encode_originator_id(originator_id)
+
+    def tenant_index(self, tenant: str) -> str:
+        """Stream of the tenant's log positions (ids "<notification id>-0")."""
+        return self.prefix + "t:" + tenant
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        return self.prefix + "idem:" + tenant + ":" + key
+
+    def plain_stream(self, purpose: str, originator_id: UUID | str) -> str:
+        return self.plain_prefix + purpose + ":" + encode_originator_id(originator_id)
+
+    def view(self, name: str) -> str:
+        """Prefix of a read model's keys; a view lives in its shard's slot."""
+        return self.prefix + "v:" + name + ":"
+
+
+class RegistryKeys:
+    """The small registry: tenants -> shards, API key hashes, subject keys."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = f"{prefix}:{{reg}}:"
+        #: hash: tenant id -> shard name
+        self.tenant_shards = self.prefix + "tenant-shards"
+        #: hash: tenant id -> msgpack tenant record
+        self.tenants = self.prefix + "tenants"
+        #: hash: sha256(api key) -> msgpack key record
+        self.api_keys = self.prefix + "api-keys"
+
+
+def subject_key(prefix: str, tenant: str, subject: str) -> str:
+    """Where a data subject's encryption key lives: outside the log, one key each,
+    so erasure deletes exactly one Redis key."""
+    return f"{prefix}:{{pii:{tenant}}}:{subject}"

@@ -1,0 +1,134 @@
+-- Commit a batch of saves to a shard's log, each save all-or-nothing.
+--
+-- Several concurrent saves arrive in one call (group commit). For each save every
+-- precondition is checked first -- a Lua script does not roll back -- and only then
+-- is anything written. A failing save does not affect the others in the batch.
+--
+-- KEYS[1]  the shard's log stream (routes the call to the shard's cluster slot)
+-- ARGV[1]  the shard's key prefix, e.g. "ol:{s00}:"; every key below starts with it
+-- ARGV[2]  msgpack array of saves; a save is {events, opts}
+--            events: array of {originator_id, version, topic, state}
+--            opts:   map; t = tenant, k = idempotency key (full key name),
+--                    b = body digest, r = receipt, ttl = seconds,
+--                    x = array of {originator_id, expected head version (0 = none)},
+--                    tr = {tracking application name, notification id}
+-- Returns a msgpack array, one result per save:
+--   {"ok", first_nid, count}
+--   {"dup", receipt, first_nid, count}   idempotent repeat, nothing written
+--   {"integrity", reason} | {"conflict", reason} | {"idem", reason}
+local log = KEYS[1]
+local p = ARGV[1]
+local saves = cmsgpack.unpack(ARGV[2])
+local ZERO = "0000000000000000000000000000000000000000"
+
+local head = redis.call("HMGET", p .. "head", "n", "c")
+local last_nid = tonumber(head[1]) or 0
+local last_chain = head[2] or ZERO
+local start_nid = last_nid
+local fmt = function(n) return string.format("%.0f", n) end
+
+-- {version, hash} of an aggregate's newest event, cached for this call.
+local heads = {}
+local function agg_head(oid)
+  local cached = heads[oid]
+  if cached ~= nil then return cached end
+  local top = redis.call("ZRANGE", p .. "a:" .. oid, -1, -1, "WITHSCORES")
+  local result = false
+  if #top > 0 then
+    local hash = ZERO
+    local entry = redis.call("XRANGE", log, top[1] .. "-0", top[1] .. "-0")
+    if #entry == 0 then
+      error("log entry " .. top[1] .. " of " .. oid .. " is missing")
+    end
+    local f = entry[1][2]
+    for i = 1, #f, 2 do
+      if f[i] == "h" then hash = f[i + 1] end
+    end
+    result = {tonumber(top[2]), hash}
+  end
+  heads[oid] = result
+  return result
+end
+
+local function check(save)
+  local events, opts = save[1], save[2]
+  if opts.k then
+    local stored = redis.call("GET", opts.k)
+    if stored then
+      local s = cmsgpack.unpack(stored)
+      if s[1] == opts.b then return {"dup", s[2], s[3], s[4]} end
+      return {"idem", "idempotency key reused with a different body"}
+    end
+  end
+  if opts.x then
+    for _, x in ipairs(opts.x) do
+      local hd = agg_head(x[1])
+      local current = hd and hd[1] or 0
+      if current ~= x[2] then
+        return {"conflict", x[1] .. " is at version " .. fmt(current) .. ", expected " .. fmt(x[2])}
+      end
+    end
+  end
+  if opts.tr then
+    local cur = redis.call("HGET", p .. "tracking", opts.tr[1])
+    if cur and tonumber(cur) >= opts.tr[2] then
+      return {"integrity", "tracking " .. opts.tr[1] .. " already at " .. cur}
+    end
+  end
+  local seen = {}
+  for _, e in ipairs(events) do
+    local id = e[1] .. "\n" .. fmt(e[2])
+    if seen[id] or redis.call("ZCOUNT", p .. "a:" .. e[1], e[2], e[2]) > 0 then
+      return {"integrity", "event " .. e[1] .. " version " .. fmt(e[2]) .. " already recorded"}
+    end
+    seen[id] = true
+  end
+  return nil
+end
+
+local function write(save)
+  local events, opts = save[1], save[2]
+  local first = last_nid + 1
+  for _, e in ipairs(events) do
+    local oid, version, topic, state = e[1], fmt(e[2]), e[3], e[4]
+    last_nid = last_nid + 1
+    local nid = fmt(last_nid)
+    local hd = agg_head(oid)
+    local prev = hd and hd[2] or ZERO
+    local hash = redis.sha1hex(prev .. "\n" .. oid .. "\n" .. version .. "\n" .. topic .. "\n" .. state)
+    last_chain = redis.sha1hex(last_chain .. "\n" .. nid .. "\n" .. hash)
+    if opts.t then
+      redis.call("XADD", log, nid .. "-0", "o", oid, "v", version, "t", topic, "s", state,
+        "h", hash, "c", last_chain, "n", opts.t)
+      redis.call("XADD", p .. "t:" .. opts.t, nid .. "-0", "n", "")
+    else
+      redis.call("XADD", log, nid .. "-0", "o", oid, "v", version, "t", topic, "s", state,
+        "h", hash, "c", last_chain)
+    end
+    redis.call("ZADD", p .. "a:" .. oid, version, nid)
+    heads[oid] = {e[2], hash}
+  end
+  if opts.tr then
+    redis.call("HSET", p .. "tracking", opts.tr[1], fmt(opts.tr[2]))
+  end
+  local count = last_nid - first + 1
+  if opts.k then
+    redis.call("SET", opts.k, cmsgpack.pack({opts.b, opts.r or "", first, count}),
+      "EX", opts.ttl or 172800)
+  end
+  return {"ok", first, count}
+end
+
+local results = {}
+for i, save in ipairs(saves) do
+  local failed = check(save)
+  if failed then
+    results[i] = failed
+  else
+    results[i] = write(save)
+  end
+end
+if last_nid ~= start_nid then
+  redis.call("HSET", p .. "head", "n", fmt(last_nid), "c", last_chain)
+end
+return cmsgpack.pack(results)

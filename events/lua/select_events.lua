@@ -1,0 +1,37 @@
+-- Read one aggregate's events from the shard log through its version index.
+-- KEYS[1] the shard's log stream; KEYS[2] the aggregate's index (zset: score = version,
+-- member = notification id).
+-- ARGV: min score, max score (ZRANGEBYSCORE syntax), "asc" | "desc", limit (0 = none)
+-- Returns a flat array: version, topic, state, version, topic, state, ...
+local log, index = KEYS[1], KEYS[2]
+local lo, hi, order, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local nids
+if order == "desc" then
+  if limit > 0 then
+    nids = redis.call("ZREVRANGEBYSCORE", index, hi, lo, "WITHSCORES", "LIMIT", 0, limit)
+  else
+    nids = redis.call("ZREVRANGEBYSCORE", index, hi, lo, "WITHSCORES")
+  end
+else
+  if limit > 0 then
+    nids = redis.call("ZRANGEBYSCORE", index, lo, hi, "WITHSCORES", "LIMIT", 0, limit)
+  else
+    nids = redis.call("ZRANGEBYSCORE", index, lo, hi, "WITHSCORES")
+  end
+end
+local out = {}
+for i = 1, #nids, 2 do
+  local entry = redis.call("XRANGE", log, nids[i] .. "-0", nids[i] .. "-0")
+  if #entry == 0 then
+    return redis.error_reply("MISSING log entry " .. nids[i] .. " of " .. index)
+  end
+  local f = entry[1][2]
+  local topic, state
+  for j = 1, #f, 2 do
+    if f[j] == "t" then topic = f[j + 1] elseif f[j] == "s" then state = f[j + 1] end
+  end
+  out[#out + 1] = nids[i + 1]
+  out[#out + 1] = topic
+  out[#out + 1] = state
+end
+return out
