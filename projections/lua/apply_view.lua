@@ -1,0 +1,14 @@
+-- Apply a batch of view updates and move the view's tracking position, atomically.
+-- The tracking position written here is the truth about what the view contains; the
+-- consumer group only delivers.
+-- KEYS[1] the shard's tracking hash
+-- ARGV[1] view name; ARGV[2] expected current position ("0" = none); ARGV[3] new position
+-- ARGV[4] msgpack array of {key, field, increment}
+-- Returns 1 when applied, 0 when the position was not the expected one (nothing written).
+local cur = redis.call("HGET", KEYS[1], ARGV[1]) or "0"
+if cur ~= ARGV[2] then return 0 end
+for _, op in ipairs(cmsgpack.unpack(ARGV[4])) do
+  redis.call("HINCRBY", op[1], op[2], op[3])
+end
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[3])
+return 1

@@ -1,0 +1,32 @@
+"""Per-project outcome counts: the walking skeleton's read model.
+
+One hash per tenant and project: field = outcome code, value = selections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import cast
+
+import redis
+
+from events.codec import DomainEvent
+from events.keys import ShardKeys
+from events.types import OutcomeSelected
+from projections.base import Increment
+
+NAME = "outcome-counts"
+
+
+def counts_key(keys: ShardKeys, tenant_id: str, project_id: str) -> str:
+    return f"{keys.view(NAME)}{tenant_id}:{project_id}"
+
+
+def count_outcomes(keys: ShardKeys, event: DomainEvent) -> Iterable[Increment]:
+    if isinstance(event, OutcomeSelected):
+        yield (counts_key(keys, event.tenant_id, event.project_id), event.outcome_code, 1)
+
+
+def outcome_counts(client: redis.Redis, keys: ShardKeys, tenant_id: str, project_id: str) -> dict[str, int]:
+    raw = cast(dict[bytes, bytes], client.hgetall(counts_key(keys, tenant_id, project_id)))
+    return {code.decode(): int(n) for code, n in sorted(raw.items())}

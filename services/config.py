@@ -1,0 +1,33 @@
+"""Settings from the environment, read in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from events.keys import DEFAULT_PREFIX, DEFAULT_SHARD
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    shard: str = DEFAULT_SHARD
+    key_prefix: str = DEFAULT_PREFIX
+    allow_weak_durability: bool = False
+
+    @staticmethod
+    def from_env() -> Settings:
+        return Settings(
+            redis_url=os.environ.get("REDIS_URL") or "redis://localhost:6379/0",
+            shard=os.environ.get("REDIS_SHARD") or DEFAULT_SHARD,
+            key_prefix=os.environ.get("REDIS_KEY_PREFIX") or DEFAULT_PREFIX,
+            allow_weak_durability=os.environ.get("OUTCOMES_ALLOW_WEAK_DURABILITY", "") in {"1", "yes", "true"},
+        )
+
+    def ledger_env(self) -> dict[str, str]:
+        return {
+            "PERSISTENCE_MODULE": "events.store",
+            "REDIS_URL": self.redis_url,
+            "REDIS_SHARD": self.shard,
+            "REDIS_KEY_PREFIX": self.key_prefix,
+        }

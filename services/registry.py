@@ -1,0 +1,76 @@
+"""The registry: tenants -> shards, and API keys (stored hashed, shown once, revocable).
+
+It has a hash tag of its own ({reg}), apart from every shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import cast
+
+import msgspec
+import redis
+
+from events.keys import DEFAULT_PREFIX, RegistryKeys
+from services.permissions import Role
+
+
+class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    tenant_id: str
+    role: Role
+    revoked: bool = False
+
+
+class TenantExists(Exception):
+    pass
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Registry:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.client = client
+        self.keys = RegistryKeys(prefix)
+
+    def assign_shard(self, tenant_id: str, shard: str) -> None:
+        if not self.client.hsetnx(self.keys.tenant_shards, tenant_id, shard):
+            raise TenantExists(f"tenant {tenant_id!r} already exists")
+
+    def shard_of(self, tenant_id: str) -> str | None:
+        value = self.client.hget(self.keys.tenant_shards, tenant_id)
+        return cast(bytes, value).decode() if value is not None else None
+
+    def issue_key(self, tenant_id: str, role: Role) -> tuple[ApiKey, str]:
+        """A new key; the secret is returned once and stored only as a hash."""
+        key_id = secrets.token_hex(6)
+        secret = f"olk_{key_id}_{secrets.token_urlsafe(24)}"
+        record = ApiKey(key_id=key_id, tenant_id=tenant_id, role=role)
+        digest = _digest(secret)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.keys.api_keys, digest, msgspec.msgpack.encode(record))
+        pipe.hset(self.keys.api_keys, f"id:{tenant_id}:{key_id}", digest)
+        pipe.execute()
+        return record, secret
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        raw = self.client.hget(self.keys.api_keys, _digest(secret))
+        if raw is None:
+            return None
+        record = msgspec.msgpack.decode(cast(bytes, raw), type=ApiKey)
+        return None if record.revoked else record
+
+    def revoke(self, tenant_id: str, key_id: str) -> bool:
+        digest = self.client.hget(self.keys.api_keys, f"id:{tenant_id}:{key_id}")
+        if digest is None:
+            return False
+        raw = self.client.hget(self.keys.api_keys, cast(bytes, digest))
+        if raw is None:
+            return False
+        record = msgspec.msgpack.decode(cast(bytes, raw), type=ApiKey)
+        revoked = msgspec.structs.replace(record, revoked=True)
+        self.client.hset(self.keys.api_keys, cast(bytes, digest), msgspec.msgpack.encode(revoked))
+        return True

@@ -1,0 +1,61 @@
+"""Wiring shared by the HTTP API, the CLI and tests: one Redis client, the registry,
+and one Ledger per shard."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import redis
+
+from events.keys import ShardKeys
+from services.config import Settings
+from services.errors import NotFound
+from services.ledger import Ledger
+from services.permissions import Role
+from services.registry import ApiKey, Registry
+
+_TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.client = redis.Redis.from_url(self.settings.redis_url)
+        self.registry = Registry(self.client, self.settings.key_prefix)
+        self._ledgers: dict[str, Ledger] = {}
+        self._lock = threading.Lock()
+
+    def ledger_for_shard(self, shard: str) -> Ledger:
+        with self._lock:
+            ledger = self._ledgers.get(shard)
+            if ledger is None:
+                env = {**self.settings.ledger_env(), "REDIS_SHARD": shard}
+                ledger = self._ledgers[shard] = Ledger(env=env)
+            return ledger
+
+    def shard_keys(self, tenant_id: str) -> ShardKeys:
+        return ShardKeys(self.shard_of(tenant_id), self.settings.key_prefix)
+
+    def shard_of(self, tenant_id: str) -> str:
+        shard = self.registry.shard_of(tenant_id)
+        if shard is None:
+            raise NotFound("tenant not found")
+        return shard
+
+    def ledger(self, tenant_id: str) -> Ledger:
+        return self.ledger_for_shard(self.shard_of(tenant_id))
+
+    def create_tenant(self, tenant_id: str, name: str, time_zone: str = "UTC") -> tuple[ApiKey, str]:
+        """Register the tenant on the default shard, record it, and issue its first admin key."""
+        if not _TENANT_ID.match(tenant_id):
+            raise ValueError("tenant id: 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")
+        shard = self.settings.shard
+        self.registry.assign_shard(tenant_id, shard)
+        self.ledger_for_shard(shard).create_tenant(tenant_id, name, time_zone)
+        return self.registry.issue_key(tenant_id, Role.ADMIN)
+
+    def close(self) -> None:
+        for ledger in self._ledgers.values():
+            ledger.close()
+        self.client.close()

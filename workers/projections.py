@@ -1,0 +1,146 @@
+"""The projection worker: a FastStream app on the shard log's "projections" group.
+
+The group only delivers: each batch says "the log has grown to here", and every view
+catches up from its own tracking position to that point, committing view and position
+in one script (projections.base.View). The batch is acknowledged after that commit.
+Entries left pending by a dead consumer are reclaimed after ``reclaim_idle_ms`` and
+settled the same way, so killing the worker at any instant loses and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+from faststream import FastStream
+from faststream.middlewares import AckPolicy
+from faststream.redis import RedisBroker, StreamSub
+
+from events.codec import StructMapper, SubjectKeys
+from events.keys import ShardKeys
+from projections.base import View
+from projections.outcome_counts import NAME as OUTCOME_COUNTS
+from projections.outcome_counts import count_outcomes
+from services.config import Settings
+
+GROUP = "projections"
+log = logging.getLogger("outcomes.projections")
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """Create the group at position 0 (FastStream would start at "$" and skip history)."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def notification_ids(message_ids: list[bytes]) -> list[int]:
+    return [int(i.split(b"-")[0]) for i in message_ids]
+
+
+async def _ids_only(msg: Mapping[str, Any], original: Any) -> Any:
+    # Log entries carry binary event state, which FastStream's parser cannot take;
+    # the views read the entries from the log themselves, so pass on the ids only.
+    return await original({**msg, "data": [{} for _ in msg["data"]]})
+
+
+async def _decode_ids(msg: Any, original: Any) -> list[int]:
+    return notification_ids(msg.raw_message["message_ids"])
+
+
+class ProjectionRunner:
+    """The views of one shard and how to settle deliveries against them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.keys = ShardKeys(settings.shard, settings.key_prefix)
+        self.client = redis.Redis.from_url(settings.redis_url)
+        mapper = StructMapper(keys=SubjectKeys(self.client, settings.key_prefix))
+        self.views = [View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper)]
+
+    def settle(self, up_to: int) -> None:
+        for view in self.views:
+            view.catch_up(until=up_to)
+
+    def reclaim(self, consumer: str, min_idle_ms: int) -> int:
+        """Take over entries pending too long elsewhere, settle them, acknowledge them."""
+        total = 0
+        start = "0-0"
+        while True:
+            reply: list[Any] = self.client.xautoclaim(
+                self.keys.log,
+                GROUP,
+                consumer,
+                min_idle_ms,
+                start_id=start,
+                count=1000,
+            )
+            # (JUSTID would skip loading the entries, but redis-py then drops the cursor)
+            next_start, ids = reply[0], [entry_id for entry_id, _fields in reply[1]]
+            if ids:
+                self.settle(max(notification_ids(ids)))
+                self.client.xack(self.keys.log, GROUP, *ids)
+                total += len(ids)
+            if next_start in (b"0-0", "0-0"):
+                return total
+            start = next_start
+
+
+def build_app(
+    settings: Settings | None = None, *, consumer: str | None = None, reclaim_idle_ms: int = 30_000
+) -> FastStream:
+    settings = settings or Settings.from_env()
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    runner = ProjectionRunner(settings)
+    broker = RedisBroker(settings.redis_url)
+    app = FastStream(broker)
+
+    @broker.subscriber(
+        stream=StreamSub(
+            runner.keys.log, group=GROUP, consumer=consumer, batch=True, max_records=1000, polling_interval=200
+        ),
+        parser=_ids_only,
+        decoder=_decode_ids,
+        ack_policy=AckPolicy.REJECT_ON_ERROR,  # a failed batch stays pending: reclaimed later
+    )
+    def on_log_grown(ids: list[int]) -> None:
+        runner.settle(max(ids))
+
+    reclaimer: dict[str, asyncio.Task[None]] = {}
+
+    async def reclaim_forever() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(runner.reclaim, consumer, reclaim_idle_ms)
+            except Exception:  # keep reclaiming; the log stays the truth
+                log.exception("reclaim failed")
+            await asyncio.sleep(max(reclaim_idle_ms / 4000, 0.2))
+
+    @app.on_startup
+    async def create_group() -> None:
+        ensure_group(runner.client, runner.keys.log, GROUP)
+
+    @app.after_startup
+    async def start_reclaimer() -> None:
+        reclaimer["task"] = asyncio.create_task(reclaim_forever())
+
+    @app.on_shutdown
+    async def stop_reclaimer() -> None:
+        task = reclaimer.pop("task", None)
+        if task:
+            task.cancel()
+
+    return app
+
+
+def run(settings: Settings | None = None) -> None:
+    """Entry point of ``outcomes worker``."""
+    logging.basicConfig(level=logging.INFO)
+    reclaim_idle = int(os.environ.get("OUTCOMES_RECLAIM_IDLE_MS", "30000"))
+    asyncio.run(build_app(settings, reclaim_idle_ms=reclaim_idle).run())
