@@ -34,6 +34,7 @@ class ShardKeys:
         if not shard or any(c in shard for c in "{}: \n"):
             raise ValueError(f"invalid shard name {shard!r}")
         self.shard = shard
+        self.base_prefix = prefix
         self.prefix = f"{prefix}:{{{shard}}}:"
         #: the application log: one stream entry per event, id "<notification id>-0"
         self.log = self.prefix + "log"
@@ -76,6 +77,8 @@ class RegistryKeys:
         self.tenants = self.prefix + "tenants"
         #: hash: sha256(api key) -> msgpack key record
         self.api_keys = self.prefix + "api-keys"
+        #: hash: tenant id -> requests per second
+        self.rate_limits = self.prefix + "rate-limits"
 
 
 def subject_key(prefix: str, tenant: str, subject: str) -> str:

@@ -1,29 +1,157 @@
 """The stored event types: the contract with everything that reads the log.
 
 Names and versions are stable (see ``events.codec``); a change of shape is a new
-version with an upcaster, never an edit of a stored one.
+version with an upcaster, never an edit of a stored one. The value types below
+(``OutcomeDefinition`` and its parts) are embedded in events and versioned with them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 
 from events.codec import DomainEvent, event_type
 
+# -- value types ----------------------------------------------------------------------------
 
-class OutcomeFlags(msgspec.Struct, frozen=True, kw_only=True):
-    """What an outcome means for reporting (PRODUCT.md §1)."""
+Revenue = Literal["none", "optional", "required"]
+Polarity = Literal["positive", "neutral", "negative"]
+Interaction = Literal["call", "conversation"]
+TelephonyStatus = Literal[
+    "person", "no_answer", "busy", "answering_machine", "fax_modem", "drop_hang_up", "operator_intercept"
+]
+
+
+class OutcomeFlags(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an outcome means for reporting (PRODUCT.md §1): independent flags, so rates
+    stay right whatever the outcome is called."""
 
     contact: bool = False
     presentation: bool = False
     success: bool = False
-    revenue: str = "none"  # none | optional | required
-    polarity: str = "neutral"  # positive | neutral | negative
+    revenue: Revenue = "none"
+    polarity: Polarity = "neutral"
     first_call_resolution: bool = False
+
+
+class FinalSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Not called again until the list is reloaded (project) or by any project (all)."""
+
+    scope: Literal["project", "all"] = "project"
+    #: for a business contact: the whole company
+    whole_company: bool = False
+
+
+class DoNotCallSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    numbers: Literal["this", "all"] = "this"
+    scope: Literal["project", "tenant"] = "project"
+
+
+class RecallSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    delay_seconds: int
+    max_attempts: int = 3
+    agent_may_change_time: bool = False
+    owner: Literal["agent", "anyone"] = "anyone"
+    #: an agent-owned recall is handed to anyone after this long without a call-back
+    handover_after_seconds: int | None = None
+
+
+class WaitingPeriodSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """No automatic calls for a while; longer when the same outcome repeats."""
+
+    seconds: int
+    repeat_seconds: int | None = None
+
+
+class FollowUpSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    owner_team: str | None = None
+    owner_role: str | None = None
+    due_within_seconds: int = 86_400
+
+
+class ContactHandling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    final: FinalSpec | None = None
+    list_reload: bool = False
+    remove_from_list: bool = False
+    move_to_list: str | None = None
+    do_not_call: DoNotCallSpec | None = None
+    recall: RecallSpec | None = None
+    roll_to_project: str | None = None
+    waiting_period: WaitingPeriodSpec | None = None
+    reset_attempts: bool = False
+
+
+class OutcomeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything an outcome is (PRODUCT.md §1, "Outcome definition")."""
+
+    code: str
+    name: str
+    description: str = ""
+    enabled: bool = True
+    category: str = ""
+    parent: str | None = None
+    flags: OutcomeFlags = OutcomeFlags()
+    #: by agents; otherwise system-only
+    selectable: bool = True
+    applies_to: tuple[Interaction, ...] = ("call", "conversation")
+    selectable_after_interaction: bool = False
+    min_call_seconds: int | None = None
+    max_call_seconds: int | None = None
+    shortcut_key: str | None = None
+    #: telephony status implied for a call whose platform reported none
+    telephony_status: TelephonyStatus | None = None
+    #: one of the built-in unanswered-call outcomes (never counts toward auto-close)
+    unanswered: bool = False
+    contact_handling: ContactHandling = ContactHandling()
+    sms_template: str | None = None
+    auto_send: bool = False
+    keeps_conversation_active: bool = False
+    close_conversation_with_call: bool = False
+    #: project-specific, conversations only; keeps the conversation active
+    redirect_to_flow: str | None = None
+    follow_up: FollowUpSpec | None = None
+
+    @property
+    def length_gated(self) -> bool:
+        return self.min_call_seconds is not None or self.max_call_seconds is not None
+
+
+class WrapUp(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    mode: Literal["optional", "mandatory", "mandatory_with_timeout"] = "optional"
+    timeout_seconds: int | None = None
+    timeout_outcome: str | None = None
+
+
+class CallingHours(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Local time of the contact; weekdays 0 = Monday."""
+
+    start: str = "08:00"
+    end: str = "20:00"
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+class TargetMix(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    shares: dict[str, float]  # outcome code -> expected share (0..1)
+    tolerance: float = 0.05
+
+
+class ProjectSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    direction: Literal["inbound", "outbound", "blended"]
+    contact_list: str | None = None
+    hide_busy: bool = False
+    auto_close_without_outcome: bool = False
+    keep_conversation_active_when_outbound_unanswered: bool = False
+    wrap_up: WrapUp = WrapUp()
+    quotas: dict[str, int] = {}
+    calling_hours: CallingHours | None = None
+    target_mix: TargetMix | None = None
+
+
+# -- tenant and configuration (the tenant's Catalogue aggregate) ------------------------------
 
 
 @event_type("TenantCreated", 1)
@@ -32,43 +160,121 @@ class TenantCreated(DomainEvent, frozen=True, kw_only=True):
     time_zone: str
 
 
+class _CatalogueChange(DomainEvent, frozen=True, kw_only=True):
+    """A configuration change; ``affected_projects`` get a new outcome-set version."""
+
+    affected_projects: tuple[str, ...] = ()
+
+
 @event_type("OutcomeDefined", 1)
-class OutcomeDefined(DomainEvent, frozen=True, kw_only=True):
-    """A global outcome was added to the tenant's catalogue."""
+class OutcomeDefined(_CatalogueChange, frozen=True, kw_only=True):
+    """A global outcome (``project_id`` None) or a project-specific one was created."""
+
+    definition: OutcomeDefinition
+    project_id: str | None = None
+    #: global outcomes: available in all projects, or only in those it is assigned to
+    availability: Literal["all", "assigned"] = "all"
+    #: projects in auto-close mode where the new outcome starts hidden (PRODUCT.md §1)
+    hidden_in: tuple[str, ...] = ()
+
+
+@event_type("OutcomeChanged", 1)
+class OutcomeChanged(_CatalogueChange, frozen=True, kw_only=True):
+    """The definition was replaced (rename, flags, handling, …); history keeps the old."""
+
+    definition: OutcomeDefinition
+    project_id: str | None = None
+    hidden_in: tuple[str, ...] = ()
+
+
+@event_type("OutcomeRetired", 1)
+class OutcomeRetired(_CatalogueChange, frozen=True, kw_only=True):
+    """Outcomes are retired, never deleted."""
 
     code: str
-    name: str
-    description: str = ""
-    category: str = ""
-    flags: OutcomeFlags = OutcomeFlags()
-    selectable: bool = True
-    applies_to: tuple[str, ...] = ("call", "conversation")
+    project_id: str | None = None
+
+
+@event_type("OutcomeAssigned", 1)
+class OutcomeAssigned(_CatalogueChange, frozen=True, kw_only=True):
+    code: str
+    project_id: str
+    assigned: bool = True
+
+
+@event_type("OutcomeHidden", 1)
+class OutcomeHidden(_CatalogueChange, frozen=True, kw_only=True):
+    """A global outcome hidden (or unhidden) in one project."""
+
+    code: str
+    project_id: str
+    hidden: bool = True
 
 
 @event_type("ProjectCreated", 1)
-class ProjectCreated(DomainEvent, frozen=True, kw_only=True):
+class ProjectCreated(_CatalogueChange, frozen=True, kw_only=True):
     project_id: str
+    settings: ProjectSettings
+    #: global outcomes hidden from the start (auto-close projects)
+    hidden: tuple[str, ...] = ()
+
+
+@event_type("ProjectChanged", 1)
+class ProjectChanged(_CatalogueChange, frozen=True, kw_only=True):
+    project_id: str
+    settings: ProjectSettings
+
+
+@event_type("SmsTemplateSaved", 1)
+class SmsTemplateSaved(_CatalogueChange, frozen=True, kw_only=True):
+    template_id: str
+    body: str
+
+
+@event_type("AgentRegistered", 1)
+class AgentRegistered(_CatalogueChange, frozen=True, kw_only=True):
+    agent_id: str
     name: str
-    direction: str  # inbound | outbound | blended
+
+    personal: ClassVar[tuple[str, ...]] = ("name",)
+
+    def data_subject(self) -> str | None:
+        return f"agent:{self.agent_id}"
 
 
-@event_type("ProjectOutcomeSetChanged", 1)
-class ProjectOutcomeSetChanged(DomainEvent, frozen=True, kw_only=True):
-    """The project's active outcome set changed; its version is this event's version."""
+@event_type("TeamCreated", 1)
+class TeamCreated(_CatalogueChange, frozen=True, kw_only=True):
+    team_id: str
+    name: str
 
-    codes: tuple[str, ...]
+
+@event_type("AgentTeamChanged", 1)
+class AgentTeamChanged(_CatalogueChange, frozen=True, kw_only=True):
+    """Membership is an event: reports attribute each selection to the team of the time."""
+
+    agent_id: str
+    team_id: str | None
+
+
+# -- interactions ------------------------------------------------------------------------------
+
+
+class _Fact(DomainEvent, frozen=True, kw_only=True):
+    #: when the platform says it happened; reports use this, not recorded_at
+    occurred_at: datetime
 
 
 @event_type("CallStarted", 1)
-class CallStarted(DomainEvent, frozen=True, kw_only=True):
+class CallStarted(_Fact, frozen=True, kw_only=True):
     call_id: str
     project_id: str
-    direction: str  # inbound | outbound
-    occurred_at: datetime
+    direction: Literal["inbound", "outbound"]
+    conversation_id: str | None = None
     agent_id: str | None = None
     contact_id: str | None = None
     #: the contact's number (E.164): personal data
     contact_number: str | None = None
+    channel: str = "voice"
 
     personal: ClassVar[tuple[str, ...]] = ("contact_number",)
 
@@ -76,22 +282,131 @@ class CallStarted(DomainEvent, frozen=True, kw_only=True):
         return f"contact:{self.contact_id}" if self.contact_id else f"call:{self.call_id}"
 
 
-@event_type("CallEnded", 1)
-class CallEnded(DomainEvent, frozen=True, kw_only=True):
+@event_type("CallAnswered", 1)
+class CallAnswered(_Fact, frozen=True, kw_only=True):
+    """A person answered (telephony status ``person``); an agent may be connected later."""
+
     call_id: str
-    occurred_at: datetime
+    agent_id: str | None = None
+
+
+@event_type("AgentConnected", 1)
+class AgentConnected(_Fact, frozen=True, kw_only=True):
+    call_id: str
+    agent_id: str
+
+
+@event_type("CallUnanswered", 1)
+class CallUnanswered(_Fact, frozen=True, kw_only=True):
+    call_id: str
+    telephony_status: TelephonyStatus
+
+
+@event_type("CallEnded", 1)
+class CallEnded(_Fact, frozen=True, kw_only=True):
+    call_id: str
     termination_reason: str = ""
 
 
+@event_type("RecordingAttached", 1)
+class RecordingAttached(_Fact, frozen=True, kw_only=True):
+    """A recording or transcript reference; may arrive long after the call."""
+
+    interaction_id: str
+    kind: Literal["recording", "transcript"]
+    reference: str
+
+
+@event_type("ConversationStarted", 1)
+class ConversationStarted(_Fact, frozen=True, kw_only=True):
+    conversation_id: str
+    project_id: str
+    channel: str
+    contact_id: str | None = None
+
+
+@event_type("MessageRecorded", 1)
+class MessageRecorded(_Fact, frozen=True, kw_only=True):
+    conversation_id: str
+    direction: Literal["received", "sent"]
+    channel: str
+    body: str | None = None
+    contact_id: str | None = None
+
+    personal: ClassVar[tuple[str, ...]] = ("body",)
+
+    def data_subject(self) -> str | None:
+        return f"contact:{self.contact_id}" if self.contact_id else f"conversation:{self.conversation_id}"
+
+
+@event_type("ContactOptedOut", 1)
+class ContactOptedOut(_Fact, frozen=True, kw_only=True):
+    contact_id: str
+    channel: str = "sms"
+
+
 @event_type("OutcomeSelected", 1)
-class OutcomeSelected(DomainEvent, frozen=True, kw_only=True):
-    call_id: str
+class OutcomeSelected(_Fact, frozen=True, kw_only=True):
+    """An outcome for a call or a conversation, as an agent, a supervisor or the system."""
+
+    interaction: Interaction
+    interaction_id: str
     project_id: str
     outcome_code: str
     #: the project's outcome-set version the selection was checked against
     outcome_set_version: int
-    #: the outcome's reporting flags in force when selected ("as defined then")
-    flags: OutcomeFlags
-    occurred_at: datetime
+    #: the definition in force when selected: reports "as defined then"
+    definition: OutcomeDefinition
     revenue: Decimal | None = None
     agent_id: str | None = None
+    #: why the system selected it: "wrap_up_timeout", "auto_close", "close_with_call", "unanswered"
+    automatic: str | None = None
+    #: a business result attributed after the interaction closed
+    late: bool = False
+
+
+@event_type("OutcomeCorrected", 1)
+class OutcomeCorrected(_Fact, frozen=True, kw_only=True):
+    """A supervisor's correction; keeps the previous value."""
+
+    interaction: Interaction
+    interaction_id: str
+    project_id: str
+    previous_code: str | None
+    outcome_code: str
+    outcome_set_version: int
+    definition: OutcomeDefinition
+    reason: str
+    #: lift the do-not-call / final the corrected selection created
+    lift_suppressions: bool = False
+    revenue: Decimal | None = None
+
+
+@event_type("ConversationClosed", 1)
+class ConversationClosed(_Fact, frozen=True, kw_only=True):
+    conversation_id: str
+    #: "agent" (the Close button), "outcome", "call", "unanswered", "auto_close"
+    cause: str
+    outcome_code: str | None = None
+
+
+@event_type("FlowRedirected", 1)
+class FlowRedirected(_Fact, frozen=True, kw_only=True):
+    conversation_id: str
+    flow: str
+
+
+@event_type("WrapUpTimerSet", 1)
+class WrapUpTimerSet(_Fact, frozen=True, kw_only=True):
+    """The wrap-up clock started; the system selects ``outcome_code`` at ``due_at``."""
+
+    call_id: str
+    due_at: datetime
+    outcome_code: str
+
+
+@event_type("QuotaReached", 1)
+class QuotaReached(_Fact, frozen=True, kw_only=True):
+    project_id: str
+    outcome_code: str
+    quota: int

@@ -14,6 +14,8 @@ class Settings:
     shard: str = DEFAULT_SHARD
     key_prefix: str = DEFAULT_PREFIX
     allow_weak_durability: bool = False
+    #: requests per second per tenant unless the registry sets another
+    default_rate_limit: int = 5000
 
     @staticmethod
     def from_env() -> Settings:
@@ -22,6 +24,7 @@ class Settings:
             shard=os.environ.get("REDIS_SHARD") or DEFAULT_SHARD,
             key_prefix=os.environ.get("REDIS_KEY_PREFIX") or DEFAULT_PREFIX,
             allow_weak_durability=os.environ.get("OUTCOMES_ALLOW_WEAK_DURABILITY", "") in {"1", "yes", "true"},
+            default_rate_limit=int(os.environ.get("OUTCOMES_RATE_LIMIT_PER_SECOND", "5000")),
         )
 
     def ledger_env(self) -> dict[str, str]:

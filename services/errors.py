@@ -81,3 +81,70 @@ class ImpossibleHistory(DomainError):
 class Forbidden(DomainError):
     status = 403
     code = "forbidden"
+
+
+class ShortcutKeyClash(Conflict):
+    code = "shortcut_key_clash"
+
+
+class AutoCloseLimit(DomainError):
+    """auto_close_without_outcome allows at most one agent outcome, fit for both kinds."""
+
+    code = "auto_close_limit"
+
+
+class InvalidDefinition(DomainError):
+    code = "invalid_definition"
+
+
+class OutcomeRetiredError(DomainError):
+    code = "outcome_retired"
+
+
+class TemplateHasTags(DomainError):
+    code = "template_has_tags"
+
+
+class ConversationIsClosed(Conflict):
+    code = "conversation_closed"
+
+
+class InteractionIsClosed(DomainError):
+    """A closed interaction takes only corrections and late business results."""
+
+    code = "interaction_closed"
+
+
+class OutcomeNotApplicable(DomainError):
+    code = "outcome_not_applicable"
+
+
+class RevenueNotAllowed(DomainError):
+    code = "revenue_not_allowed"
+
+
+class CallTooShort(DomainError):
+    code = "call_length_gate"
+
+
+class OutcomeRequired(DomainError):
+    code = "outcome_required"
+
+
+class CorrectionNotAllowed(DomainError):
+    code = "correction_not_allowed"
+
+
+class NothingToCorrect(DomainError):
+    code = "nothing_to_correct"
+
+
+class FactConflict(Conflict):
+    """The fact contradicts one already recorded (e.g. a second, different end time)."""
+
+    code = "fact_conflict"
+
+
+class RateLimited(DomainError):
+    status = 429
+    code = "rate_limited"

@@ -10,8 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -19,20 +18,29 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Mapper
 
 from events.codec import DomainEvent, StructMapper, SubjectKeys, now
-from events.store import AlreadyRecorded, RedisApplicationRecorder, RedisFactory, VersionConflict
+from events.store import (
+    AlreadyRecorded,
+    RedisApplicationRecorder,
+    RedisFactory,
+    VersionConflict,
+)
 from events.store import IdempotencyKeyReused as StoredKeyReused
-from events.types import OutcomeFlags
-from services import rules
-from services.aggregates import (
+from events.types import OutcomeDefinition, ProjectSettings
+from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
+from services.errors import Conflict, IdempotencyKeyReused, NotFound, OutcomeSetChanged
+from services.interactions import (
     Call,
-    Catalogue,
-    Project,
+    Contact,
+    Conversation,
     aggregate_id,
     project_call,
-    project_catalogue,
-    project_project,
+    project_contact,
+    project_conversation,
 )
-from services.errors import Conflict, IdempotencyKeyReused, NotFound, OutcomeSetChanged
+from services.rules import Context
+from services.rules import config as config_rules
+from services.rules import interactions as rules
+from services.rules.interactions import Choice
 
 S = TypeVar("S")
 
@@ -43,6 +51,8 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     id: str
     version: int
+    #: event types written, in order (empty for a fact already recorded)
+    events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,54 +69,38 @@ class Idempotency:
         return Idempotency(key, h.hexdigest())
 
 
+class OutcomeSet(msgspec.Struct, frozen=True, kw_only=True):
+    """What a platform needs to build the agent's outcome picker."""
+
+    project_id: str
+    version: int
+    #: False when the project closes without asking (auto-close)
+    prompt: bool
+    outcomes: list[ActiveOutcome]
+
+
 class Ledger(Application[UUID]):
     name = "OutcomeLedger"
-    env = {"PERSISTENCE_MODULE": "events.store"}
+    env = {
+        "PERSISTENCE_MODULE": "events.store",
+        # states are immutable: cache them, and fast-forward from the log on every get
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
 
     def construct_mapper(self) -> Mapper[UUID]:
         assert isinstance(self.factory, RedisFactory)
-        self.subject_keys = SubjectKeys(self.factory.client)
+        self.subject_keys = SubjectKeys(self.factory.client, self.factory.connection.keys.base_prefix)
         return StructMapper(keys=self.subject_keys)
 
-    # -- plumbing ------------------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------------------------
     def _get(self, id_: UUID, projector: Callable[[Any, Iterable[Any]], S | None], what: str) -> S:
         try:
             return self.repository.get(id_, projector_func=projector)  # type: ignore[no-any-return]
         except AggregateNotFoundError:
             raise NotFound(f"{what} not found") from None
 
-    def _commit(
-        self,
-        events: Sequence[DomainEvent],
-        ctx: rules.Context,
-        receipt: Receipt,
-        idempotency: Idempotency | None = None,
-        expect: Sequence[tuple[UUID, int]] = (),
-    ) -> Receipt:
-        kwargs: dict[str, Any] = {"tenant": ctx.tenant_id}
-        if idempotency is not None:
-            kwargs |= {
-                "idempotency_key": idempotency.key,
-                "idempotency_digest": idempotency.digest,
-                "receipt": msgspec.json.encode(receipt).decode(),
-            }
-        if expect:
-            kwargs["expect"] = expect
-        try:
-            self.save(*events, **kwargs)
-        except AlreadyRecorded as repeat:
-            return msgspec.json.decode(repeat.receipt, type=Receipt)
-        except StoredKeyReused:
-            raise IdempotencyKeyReused(
-                f"idempotency key {idempotency.key if idempotency else ''!r} was already used with a different request"
-            ) from None
-        except VersionConflict as error:
-            raise OutcomeSetChanged(f"the outcome set changed while the selection was checked ({error})") from None
-        except IntegrityError:
-            raise Conflict(f"{receipt.kind} {receipt.id} was changed concurrently; reload and retry") from None
-        return receipt
-
-    def _repeat(self, ctx: rules.Context, idempotency: Idempotency | None) -> Receipt | None:
+    def _repeat(self, ctx: Context, idempotency: Idempotency | None) -> Receipt | None:
         """The first answer, when this request was already recorded under its key."""
         if idempotency is None:
             return None
@@ -119,149 +113,320 @@ class Ledger(Application[UUID]):
             ) from None
         return msgspec.json.decode(repeat.receipt, type=Receipt) if repeat else None
 
-    # -- queries -------------------------------------------------------------------
+    def _run(
+        self,
+        ctx: Context,
+        idempotency: Idempotency | None,
+        kind: str,
+        external_id: str,
+        decide: Callable[[], tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]],
+        version_of: UUID | None = None,
+    ) -> Receipt:
+        """Answer a repeat; else decide, then save atomically with the preconditions."""
+        if (repeat := self._repeat(ctx, idempotency)) is not None:
+            return repeat
+        events, expect = decide()
+        own = [e for e in events if version_of is None or e.originator_id == version_of]
+        version = own[-1].originator_version if own else 0
+        receipt = Receipt(kind=kind, id=external_id, version=version, events=tuple(type(e).type_name for e in events))
+        if not events:
+            return receipt
+        kwargs: dict[str, Any] = {"tenant": ctx.tenant_id}
+        if idempotency is not None:
+            kwargs |= {
+                "idempotency_key": idempotency.key,
+                "idempotency_digest": idempotency.digest,
+                "receipt": msgspec.json.encode(receipt).decode(),
+            }
+        if expect:
+            kwargs["expect"] = expect
+        try:
+            self.save(*events, **kwargs)
+        except AlreadyRecorded as first:  # a concurrent twin of this request won the race
+            return msgspec.json.decode(first.receipt, type=Receipt)
+        except StoredKeyReused:
+            raise IdempotencyKeyReused(
+                f"idempotency key {idempotency.key if idempotency else ''!r} was already used with a different request"
+            ) from None
+        except VersionConflict:
+            raise OutcomeSetChanged(
+                "the project's outcome set changed while the request was checked; reload it and retry"
+            ) from None
+        except IntegrityError:
+            raise Conflict(f"{kind} {external_id!r} was changed concurrently; reload and retry") from None
+        return receipt
+
+    # -- loading ---------------------------------------------------------------------------------
     def catalogue(self, tenant_id: str) -> Catalogue:
         return self._get(aggregate_id(tenant_id, "catalogue"), project_catalogue, "tenant")
-
-    def project(self, tenant_id: str, project_id: str) -> Project:
-        return self._get(aggregate_id(tenant_id, "project", project_id), project_project, f"project {project_id!r}")
 
     def call(self, tenant_id: str, call_id: str) -> Call:
         return self._get(aggregate_id(tenant_id, "call", call_id), project_call, f"call {call_id!r}")
 
-    # -- commands ------------------------------------------------------------------
+    def conversation(self, tenant_id: str, conversation_id: str) -> Conversation:
+        return self._get(
+            aggregate_id(tenant_id, "conversation", conversation_id),
+            project_conversation,
+            f"conversation {conversation_id!r}",
+        )
+
+    def contact(self, tenant_id: str, contact_id: str) -> Contact | None:
+        try:
+            return self.repository.get(aggregate_id(tenant_id, "contact", contact_id), projector_func=project_contact)
+        except AggregateNotFoundError:
+            return None
+
+    def _conversation_of(self, tenant_id: str, call: Call) -> Conversation | None:
+        return self.conversation(tenant_id, call.conversation_id) if call.conversation_id else None
+
+    # -- queries -----------------------------------------------------------------------------------
+    def outcome_set(self, tenant_id: str, project_id: str) -> OutcomeSet:
+        catalogue = self.catalogue(tenant_id)
+        project = catalogue.projects.get(project_id)
+        if project is None:
+            raise NotFound(f"project {project_id!r} not found")
+        active = sorted(active_set(catalogue, project_id).values(), key=lambda o: o.definition.code)
+        prompt = not project.settings.auto_close_without_outcome
+        return OutcomeSet(project_id=project_id, version=project.set_version, prompt=prompt, outcomes=active)
+
+    def search_outcomes(self, tenant_id: str, text: str = "", project_id: str | None = None) -> list[OutcomeDefinition]:
+        """Outcomes whose code or description (or name) contains the text, case-insensitively."""
+        catalogue = self.catalogue(tenant_id)
+        if project_id is not None and project_id not in catalogue.projects:
+            raise NotFound(f"project {project_id!r} not found")
+        found = [g.definition for g in catalogue.outcomes.values()]
+        if project_id is not None:
+            found += [p.definition for p in catalogue.projects[project_id].outcomes.values()]
+        needle = text.casefold()
+        return sorted(
+            (
+                d
+                for d in found
+                if needle in d.code.casefold() or needle in d.description.casefold() or needle in d.name.casefold()
+            ),
+            key=lambda d: d.code,
+        )
+
+    # -- configuration -------------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str, name: str, time_zone: str, actor: str = "system") -> Receipt:
-        ctx = rules.Context(tenant_id, actor, now())
-        events = rules.create_tenant(aggregate_id(tenant_id, "catalogue"), ctx, name, time_zone)
-        return self._commit(events, ctx, Receipt(kind="tenant", id=tenant_id, version=1))
+        ctx = Context(tenant_id, actor, now())
+        cid = aggregate_id(tenant_id, "catalogue")
+        return self._run(
+            ctx, None, "tenant", tenant_id, lambda: (config_rules.create_tenant(cid, ctx, name, time_zone), ())
+        )
+
+    def configure(
+        self,
+        ctx: Context,
+        kind: str,
+        external_id: str,
+        decide: Callable[[Catalogue], Sequence[DomainEvent]],
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        """Any configuration change: a rule from ``services.rules.config`` on the catalogue."""
+        return self._run(ctx, idempotency, kind, external_id, lambda: (decide(self.catalogue(ctx.tenant_id)), ()))
 
     def define_outcome(
         self,
-        ctx: rules.Context,
+        ctx: Context,
+        definition: OutcomeDefinition,
         *,
-        code: str,
-        name: str,
-        description: str = "",
-        category: str = "",
-        flags: OutcomeFlags | None = None,
-        selectable: bool = True,
-        applies_to: tuple[str, ...] = ("call", "conversation"),
+        project_id: str | None = None,
+        availability: Literal["all", "assigned"] = "all",
         idempotency: Idempotency | None = None,
     ) -> Receipt:
-        if (repeat := self._repeat(ctx, idempotency)) is not None:
-            return repeat
-        catalogue = self.catalogue(ctx.tenant_id)
-        events = rules.define_outcome(
-            catalogue,
+        return self.configure(
             ctx,
-            code=code,
-            name=name,
-            description=description,
-            category=category,
-            flags=flags or OutcomeFlags(),
-            selectable=selectable,
-            applies_to=applies_to,
-        )
-        return self._commit(
-            events, ctx, Receipt(kind="outcome", id=code, version=events[-1].originator_version), idempotency
+            "outcome",
+            definition.code,
+            lambda c: config_rules.define_outcome(c, ctx, definition, project_id=project_id, availability=availability),
+            idempotency,
         )
 
     def create_project(
         self,
-        ctx: rules.Context,
-        *,
+        ctx: Context,
         project_id: str,
-        name: str,
-        direction: str,
+        settings: ProjectSettings,
+        hidden: Sequence[str] = (),
         idempotency: Idempotency | None = None,
     ) -> Receipt:
-        if (repeat := self._repeat(ctx, idempotency)) is not None:
-            return repeat
-        catalogue = self.catalogue(ctx.tenant_id)
-        events = rules.create_project(
-            aggregate_id(ctx.tenant_id, "project", project_id),
-            catalogue,
+        return self.configure(
             ctx,
-            project_id=project_id,
-            name=name,
-            direction=direction,
+            "project",
+            project_id,
+            lambda c: config_rules.create_project(c, ctx, project_id, settings, hidden),
+            idempotency,
         )
-        return self._commit(events, ctx, Receipt(kind="project", id=project_id, version=2), idempotency)
+
+    # -- interaction facts ------------------------------------------------------------------------------
+    def _expect(self, catalogue: Catalogue) -> list[tuple[UUID, int]]:
+        # the outcome set must not move between the check and the write
+        return [(catalogue.id, catalogue.version)]
 
     def start_call(
         self,
-        ctx: rules.Context,
+        ctx: Context,
         *,
         call_id: str,
         project_id: str,
         direction: str,
         occurred_at: datetime,
+        conversation_id: str | None = None,
         agent_id: str | None = None,
         contact_id: str | None = None,
         contact_number: str | None = None,
         idempotency: Idempotency | None = None,
     ) -> Receipt:
-        if (repeat := self._repeat(ctx, idempotency)) is not None:
-            return repeat
-        project = self.project(ctx.tenant_id, project_id)
-        events = rules.start_call(
-            aggregate_id(ctx.tenant_id, "call", call_id),
-            project,
-            ctx,
-            call_id=call_id,
-            direction=direction,
-            occurred_at=occurred_at,
-            agent_id=agent_id,
-            contact_id=contact_id,
-            contact_number=contact_number,
-        )
-        return self._commit(events, ctx, Receipt(kind="call", id=call_id, version=1), idempotency)
+        def decide() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            catalogue = self.catalogue(ctx.tenant_id)
+            conversation = self.conversation(ctx.tenant_id, conversation_id) if conversation_id else None
+            try:
+                self.call(ctx.tenant_id, call_id)
+            except NotFound:
+                pass
+            else:
+                raise Conflict(f"call {call_id!r} was already started")
+            return rules.start_call(
+                catalogue,
+                ctx,
+                call_id=call_id,
+                project_id=project_id,
+                direction=direction,
+                occurred_at=occurred_at,
+                conversation=conversation,
+                agent_id=agent_id,
+                contact_id=contact_id,
+                contact_number=contact_number,
+            ), ()
+
+        return self._run(ctx, idempotency, "call", call_id, decide, aggregate_id(ctx.tenant_id, "call", call_id))
+
+    def call_fact(
+        self,
+        ctx: Context,
+        call_id: str,
+        decide: Callable[[Catalogue, Call, Conversation | None], Sequence[DomainEvent]],
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        """A fact or selection on a call: load the catalogue, the call and its conversation."""
+        call_aggregate = aggregate_id(ctx.tenant_id, "call", call_id)
+
+        def run() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            catalogue = self.catalogue(ctx.tenant_id)
+            call = self.call(ctx.tenant_id, call_id)
+            return decide(catalogue, call, self._conversation_of(ctx.tenant_id, call)), self._expect(catalogue)
+
+        return self._run(ctx, idempotency, "call", call_id, run, call_aggregate)
+
+    def conversation_fact(
+        self,
+        ctx: Context,
+        conversation_id: str,
+        decide: Callable[[Catalogue, Conversation], Sequence[DomainEvent]],
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        conv_aggregate = aggregate_id(ctx.tenant_id, "conversation", conversation_id)
+
+        def run() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            catalogue = self.catalogue(ctx.tenant_id)
+            conversation = self.conversation(ctx.tenant_id, conversation_id)
+            return decide(catalogue, conversation), self._expect(catalogue)
+
+        return self._run(ctx, idempotency, "conversation", conversation_id, run, conv_aggregate)
 
     def end_call(
         self,
-        ctx: rules.Context,
+        ctx: Context,
         *,
         call_id: str,
         occurred_at: datetime,
         termination_reason: str = "",
         idempotency: Idempotency | None = None,
     ) -> Receipt:
-        if (repeat := self._repeat(ctx, idempotency)) is not None:
-            return repeat
-        call = self.call(ctx.tenant_id, call_id)
-        events = rules.end_call(call, ctx, occurred_at=occurred_at, termination_reason=termination_reason)
-        return self._commit(
-            events, ctx, Receipt(kind="call", id=call_id, version=events[-1].originator_version), idempotency
+        return self.call_fact(
+            ctx,
+            call_id,
+            lambda cat, call, conv: rules.end_call(
+                cat, call, ctx, occurred_at=occurred_at, termination_reason=termination_reason, conversation=conv
+            ),
+            idempotency,
         )
 
-    def select_outcome(
+    def select_call_outcome(
+        self, ctx: Context, *, call_id: str, choice: Choice, idempotency: Idempotency | None = None
+    ) -> Receipt:
+        return self.call_fact(
+            ctx,
+            call_id,
+            lambda cat, call, conv: rules.select_outcome(cat, call, ctx, choice, conversation=conv),
+            idempotency,
+        )
+
+    def start_conversation(
         self,
-        ctx: rules.Context,
+        ctx: Context,
         *,
-        call_id: str,
-        code: str,
+        conversation_id: str,
+        project_id: str,
+        channel: str,
         occurred_at: datetime,
-        revenue: Decimal | None = None,
-        agent_id: str | None = None,
+        contact_id: str | None = None,
         idempotency: Idempotency | None = None,
     ) -> Receipt:
-        if (repeat := self._repeat(ctx, idempotency)) is not None:
-            return repeat
-        call = self.call(ctx.tenant_id, call_id)
-        project = self.project(ctx.tenant_id, call.project_id)
-        catalogue = self.catalogue(ctx.tenant_id)
-        events = rules.select_outcome(
-            call,
-            project,
-            catalogue,
+        def decide() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            catalogue = self.catalogue(ctx.tenant_id)
+            try:
+                self.conversation(ctx.tenant_id, conversation_id)
+            except NotFound:
+                pass
+            else:
+                raise Conflict(f"conversation {conversation_id!r} was already started")
+            return rules.start_conversation(
+                catalogue,
+                ctx,
+                conversation_id=conversation_id,
+                project_id=project_id,
+                channel=channel,
+                occurred_at=occurred_at,
+                contact_id=contact_id,
+            ), ()
+
+        return self._run(
             ctx,
-            code=code,
-            occurred_at=occurred_at,
-            revenue=revenue,
-            agent_id=agent_id,
+            idempotency,
+            "conversation",
+            conversation_id,
+            decide,
+            aggregate_id(ctx.tenant_id, "conversation", conversation_id),
         )
-        # The project's outcome set must not move between the check and the write.
-        expect = [(project.id, project.version)]
-        return self._commit(
-            events, ctx, Receipt(kind="call", id=call_id, version=events[-1].originator_version), idempotency, expect
+
+    def opt_out(
+        self,
+        ctx: Context,
+        *,
+        contact_id: str,
+        channel: str,
+        occurred_at: datetime,
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        return self._run(
+            ctx,
+            idempotency,
+            "contact",
+            contact_id,
+            lambda: (
+                rules.opt_out(
+                    self.contact(ctx.tenant_id, contact_id),
+                    ctx,
+                    contact_id=contact_id,
+                    channel=channel,
+                    occurred_at=occurred_at,
+                ),
+                (),
+            ),
+            aggregate_id(ctx.tenant_id, "contact", contact_id),
         )
+
+    def agent_outcome_codes(self, tenant_id: str, project_id: str) -> list[str]:
+        return [o.definition.code for o in agent_outcomes(self.catalogue(tenant_id), project_id)]

@@ -44,6 +44,13 @@ class Registry:
         value = self.client.hget(self.keys.tenant_shards, tenant_id)
         return cast(bytes, value).decode() if value is not None else None
 
+    def set_rate_limit(self, tenant_id: str, per_second: int) -> None:
+        self.client.hset(self.keys.rate_limits, tenant_id, per_second)
+
+    def rate_limit_of(self, tenant_id: str, default: int) -> int:
+        value = self.client.hget(self.keys.rate_limits, tenant_id)
+        return int(cast(bytes, value)) if value is not None else default
+
     def issue_key(self, tenant_id: str, role: Role) -> tuple[ApiKey, str]:
         """A new key; the secret is returned once and stored only as a hash."""
         key_id = secrets.token_hex(6)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import redis
 
 from events.keys import ShardKeys
 from services.config import Settings
-from services.errors import NotFound
+from services.errors import NotFound, RateLimited
 from services.ledger import Ledger
 from services.permissions import Role
 from services.registry import ApiKey, Registry
@@ -54,6 +55,18 @@ class Runtime:
         self.registry.assign_shard(tenant_id, shard)
         self.ledger_for_shard(shard).create_tenant(tenant_id, name, time_zone)
         return self.registry.issue_key(tenant_id, Role.ADMIN)
+
+    def rate_limit(self, key: ApiKey) -> None:
+        """Per-tenant requests per second (a fixed one-second window in Redis)."""
+        limit = self.registry.rate_limit_of(key.tenant_id, self.settings.default_rate_limit)
+        window = int(time.time())
+        counter = f"{self.registry.keys.prefix}rate:{key.tenant_id}:{window}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(counter)
+        pipe.expire(counter, 2)
+        count = pipe.execute()[0]
+        if int(count) > limit:
+            raise RateLimited(f"tenant {key.tenant_id!r} is over its limit of {limit} requests per second")
 
     def close(self) -> None:
         for ledger in self._ledgers.values():

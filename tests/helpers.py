@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from events.types import OutcomeFlags
-from services import rules
+from events.types import OutcomeDefinition, OutcomeFlags, ProjectSettings
 from services.config import Settings
+from services.rules import Context
+from services.rules.interactions import Choice
 from services.runtime import Runtime
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -23,19 +24,21 @@ def seed_project(runtime: Runtime, tenant: str, codes: tuple[str, ...] = ("SALE"
     """A tenant with outcomes and one project; returns the tenant's admin key."""
     _, admin = runtime.create_tenant(tenant, tenant.title())
     ledger = runtime.ledger(tenant)
-    ctx = rules.Context(tenant, "admin:test", datetime.now(UTC))
+    ctx = Context(tenant, "admin:test", datetime.now(UTC))
     for code in codes:
-        ledger.define_outcome(ctx, code=code, name=code.title(), flags=OutcomeFlags(success=code == "SALE"))
-    ledger.create_project(ctx, project_id="winter", name="Winter", direction="outbound")
+        ledger.define_outcome(
+            ctx, OutcomeDefinition(code=code, name=code.title(), flags=OutcomeFlags(success=code == "SALE"))
+        )
+    ledger.create_project(ctx, "winter", ProjectSettings(name="Winter", direction="outbound"))
     return admin
 
 
 def call_with_outcome(runtime: Runtime, tenant: str, call_id: str, code: str) -> None:
     ledger = runtime.ledger(tenant)
-    ctx = rules.Context(tenant, "agent:anna", datetime.now(UTC))
+    ctx = Context(tenant, "agent:anna", datetime.now(UTC))
     ledger.start_call(ctx, call_id=call_id, project_id="winter", direction="outbound", occurred_at=T0)
     ledger.end_call(ctx, call_id=call_id, occurred_at=T0 + timedelta(minutes=3))
-    ledger.select_outcome(ctx, call_id=call_id, code=code, occurred_at=T0 + timedelta(minutes=3, seconds=5))
+    ledger.select_call_outcome(ctx, call_id=call_id, choice=Choice(code, T0 + timedelta(minutes=3, seconds=5)))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

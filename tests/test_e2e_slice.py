@@ -122,6 +122,8 @@ def test_walking_skeleton_end_to_end(stack: Stack, redis_client: redis.Redis) ->
         platform = http.post("/v1/keys", headers=a, json={"role": "platform"}).json()["secret"]
         p = {"Authorization": f"Bearer {platform}", "X-Acting-For": "agent:anna"}
 
+        receipts: dict[str, object] = {}
+
         def one_call(call_id: str, code: str) -> None:
             r = http.post(
                 "/v1/calls",
@@ -135,7 +137,7 @@ def test_walking_skeleton_end_to_end(stack: Stack, redis_client: redis.Redis) ->
                 },
             )
             assert r.status_code == 201, r.text
-            r = http.post(f"/v1/calls/{call_id}/end", headers=p, json={"occurred_at": "2026-11-22T09:04:00+02:00"})
+            r = http.post(f"/v1/calls/{call_id}/ended", headers=p, json={"occurred_at": "2026-11-22T09:04:00+02:00"})
             assert r.status_code == 200, r.text
             r = http.post(
                 f"/v1/calls/{call_id}/outcome",
@@ -143,6 +145,7 @@ def test_walking_skeleton_end_to_end(stack: Stack, redis_client: redis.Redis) ->
                 json={"outcome_code": code, "occurred_at": "2026-11-22T09:04:10+02:00"},
             )
             assert r.status_code == 201, r.text
+            receipts[call_id] = r.json()
 
         one_call("c-1", "SALE")
         log = f"{stack.env['REDIS_KEY_PREFIX']}:{{{stack.env['REDIS_SHARD']}}}:log"
@@ -174,7 +177,7 @@ def test_walking_skeleton_end_to_end(stack: Stack, redis_client: redis.Redis) ->
             headers={**p, "Idempotency-Key": "sel-c-1"},
             json={"outcome_code": "SALE", "occurred_at": "2026-11-22T09:04:10+02:00"},
         )
-        assert r.status_code == 201 and r.json() == {"kind": "call", "id": "c-1", "version": 3}
+        assert r.status_code == 201 and r.json() == receipts["c-1"]
         assert redis_client.xlen(log) == before
 
         metrics = http.get("/metrics").text

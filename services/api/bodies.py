@@ -1,4 +1,4 @@
-"""Request bodies: msgspec Structs, validated on the way in (Litestar decodes with msgspec)."""
+"""Request and response bodies: msgspec Structs, validated on the way in."""
 
 from __future__ import annotations
 
@@ -8,68 +8,84 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from events.types import OutcomeFlags
+from events.types import OutcomeDefinition, ProjectSettings, TelephonyStatus
 from services.permissions import Role
 
 Code = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9_]{1,32}$", description="Outcome code, e.g. SALE")]
 ExternalId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$", description="Platform-supplied id")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Text = Annotated[str, msgspec.Meta(max_length=2000)]
 Moment = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with a time zone offset")]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 number")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
-class Flags(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    contact: bool = False
-    presentation: bool = False
-    success: bool = False
-    revenue: Literal["none", "optional", "required"] = "none"
-    polarity: Literal["positive", "neutral", "negative"] = "neutral"
-    first_call_resolution: bool = False
-
-    def to_event(self) -> OutcomeFlags:
-        return OutcomeFlags(**msgspec.structs.asdict(self))
+class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
 
 
-class DefineOutcome(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+# -- configuration ---------------------------------------------------------------------------------
+
+
+class OutcomeBody(OutcomeDefinition, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An outcome definition (PRODUCT.md §1); the code is fixed once created."""
+
     code: Code
     name: Name
-    description: Text = ""
-    category: Annotated[str, msgspec.Meta(max_length=100)] = ""
-    flags: Flags = Flags()
-    selectable: bool = True
-    applies_to: tuple[Literal["call", "conversation"], ...] = ("call", "conversation")
 
 
-class CreateProject(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class GlobalOutcomeBody(OutcomeBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: available in all projects (unless hidden), or only in the projects it is assigned to
+    availability: Literal["all", "assigned"] = "all"
+
+    def definition(self) -> OutcomeDefinition:
+        fields = msgspec.structs.asdict(self)
+        fields.pop("availability")
+        return msgspec.convert(fields, OutcomeDefinition)
+
+
+def as_definition(body: OutcomeBody) -> OutcomeDefinition:
+    return msgspec.convert(msgspec.structs.asdict(body), OutcomeDefinition)
+
+
+class ProjectBody(ProjectSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     project_id: ExternalId
     name: Name
-    direction: Literal["inbound", "outbound", "blended"]
+    #: global outcomes hidden in the project from the start
+    hidden_outcomes: tuple[Code, ...] = ()
+
+    def settings(self) -> ProjectSettings:
+        fields = msgspec.structs.asdict(self)
+        fields.pop("project_id")
+        fields.pop("hidden_outcomes")
+        return msgspec.convert(fields, ProjectSettings)
 
 
-class StartCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    call_id: ExternalId
-    project_id: ExternalId
-    direction: Literal["inbound", "outbound"]
-    occurred_at: Moment
-    agent_id: ExternalId | None = None
-    contact_id: ExternalId | None = None
-    contact_number: Phone | None = None
+class ProjectSettingsBody(ProjectSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+
+    def settings(self) -> ProjectSettings:
+        return msgspec.convert(msgspec.structs.asdict(self), ProjectSettings)
 
 
-class EndCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    occurred_at: Moment
-    termination_reason: Annotated[str, msgspec.Meta(max_length=100)] = ""
+class TemplateBody(_Body, frozen=True, kw_only=True):
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
 
 
-class SelectOutcome(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    outcome_code: Code
-    occurred_at: Moment
-    revenue: Decimal | None = None
-    agent_id: ExternalId | None = None
+class AgentBody(_Body, frozen=True, kw_only=True):
+    agent_id: ExternalId
+    name: Name
 
 
-class IssueKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TeamBody(_Body, frozen=True, kw_only=True):
+    team_id: ExternalId
+    name: Name
+
+
+class MembershipBody(_Body, frozen=True, kw_only=True):
+    team_id: ExternalId | None
+
+
+class IssueKey(_Body, frozen=True, kw_only=True):
     role: Role
 
 
@@ -78,6 +94,86 @@ class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     #: shown once; only its hash is stored
     secret: str
+
+
+# -- interaction facts -------------------------------------------------------------------------------
+
+
+class StartCall(_Body, frozen=True, kw_only=True):
+    call_id: ExternalId
+    project_id: ExternalId
+    direction: Literal["inbound", "outbound"]
+    occurred_at: Moment
+    conversation_id: ExternalId | None = None
+    agent_id: ExternalId | None = None
+    contact_id: ExternalId | None = None
+    contact_number: Phone | None = None
+
+
+class CallAnsweredBody(_Body, frozen=True, kw_only=True):
+    occurred_at: Moment
+    agent_id: ExternalId | None = None
+
+
+class AgentConnectedBody(_Body, frozen=True, kw_only=True):
+    occurred_at: Moment
+    agent_id: ExternalId
+
+
+class CallUnansweredBody(_Body, frozen=True, kw_only=True):
+    occurred_at: Moment
+    telephony_status: TelephonyStatus
+
+
+class CallEndedBody(_Body, frozen=True, kw_only=True):
+    occurred_at: Moment
+    termination_reason: Annotated[str, msgspec.Meta(max_length=100)] = ""
+
+
+class StartConversation(_Body, frozen=True, kw_only=True):
+    conversation_id: ExternalId
+    project_id: ExternalId
+    channel: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+    occurred_at: Moment
+    contact_id: ExternalId | None = None
+
+
+class MessageBody(_Body, frozen=True, kw_only=True):
+    direction: Literal["received", "sent"]
+    channel: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+    occurred_at: Moment
+    body: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
+
+
+class CloseBody(_Body, frozen=True, kw_only=True):
+    occurred_at: Moment
+
+
+class ReferenceBody(_Body, frozen=True, kw_only=True):
+    kind: Literal["recording", "transcript"]
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    occurred_at: Moment
+
+
+class OptOutBody(_Body, frozen=True, kw_only=True):
+    channel: Literal["sms", "voice", "email", "all"] = "sms"
+    occurred_at: Moment
+
+
+class SelectOutcome(_Body, frozen=True, kw_only=True):
+    outcome_code: Code
+    occurred_at: Moment
+    revenue: Decimal | None = None
+    agent_id: ExternalId | None = None
+
+
+class CorrectOutcome(_Body, frozen=True, kw_only=True):
+    outcome_code: Code
+    occurred_at: Moment
+    reason: Reason
+    revenue: Decimal | None = None
+    #: lift the do-not-call / final the corrected selection created
+    lift_suppressions: bool = False
 
 
 class OutcomeCounts(msgspec.Struct, frozen=True, kw_only=True):

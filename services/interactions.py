@@ -1,0 +1,297 @@
+"""Call and conversation states, rebuilt from their events by one mutator each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from functools import singledispatch
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import msgspec
+
+from events.codec import DomainEvent
+from events.types import (
+    AgentConnected,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    CallUnanswered,
+    ContactOptedOut,
+    ConversationClosed,
+    ConversationStarted,
+    FlowRedirected,
+    MessageRecorded,
+    OutcomeCorrected,
+    OutcomeDefinition,
+    OutcomeSelected,
+    RecordingAttached,
+    WrapUpTimerSet,
+)
+
+_NS = uuid5(NAMESPACE_URL, "https://outcome-ledger/ids")
+
+
+def aggregate_id(tenant_id: str, kind: str, external_id: str = "") -> UUID:
+    """Ids platforms supply live in the tenant's namespace: the same id in another tenant
+    names another aggregate, and nothing reveals whether it exists."""
+    return uuid5(_NS, f"{tenant_id}/{kind}/{external_id}")
+
+
+class Selection(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    definition: OutcomeDefinition
+    actor: str
+    automatic: str | None = None
+    late: bool = False
+    corrected_from: str | None = None
+
+
+class Call(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    tenant_id: str
+    call_id: str
+    project_id: str
+    direction: str
+    started_at: datetime
+    conversation_id: str | None = None
+    agent_id: str | None = None
+    contact_id: str | None = None
+    answered_at: datetime | None = None
+    agent_connected_at: datetime | None = None
+    unanswered_status: str | None = None
+    ended_at: datetime | None = None
+    termination_reason: str = ""
+    outcome: Selection | None = None
+    wrap_up_due_at: datetime | None = None
+    references: tuple[str, ...] = ()
+
+    @property
+    def telephony_status(self) -> str | None:
+        """From the call facts alone; the outcome's implied status only when none was reported."""
+        if self.answered_at is not None:
+            return "person"
+        if self.unanswered_status is not None:
+            return self.unanswered_status
+        if self.outcome is not None:
+            return self.outcome.definition.telephony_status
+        return None
+
+    @property
+    def answered(self) -> bool:
+        return self.answered_at is not None
+
+    def seconds(self, until: datetime) -> float:
+        """Call length for length gating: talk time when answered, else ring time."""
+        start = self.answered_at or self.started_at
+        end = self.ended_at or until
+        return max(0.0, (end - start).total_seconds())
+
+
+class Conversation(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    tenant_id: str
+    conversation_id: str
+    project_id: str
+    channel: str
+    started_at: datetime
+    contact_id: str | None = None
+    closed_at: datetime | None = None
+    close_cause: str | None = None
+    #: every outcome selected, in order (a kept-active conversation collects several)
+    outcomes: tuple[Selection, ...] = ()
+    flow: str | None = None
+    references: tuple[str, ...] = ()
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_at is not None
+
+    @property
+    def closing_outcome(self) -> Selection | None:
+        """The outcome that counts in the mix: the last one (the one that closed it)."""
+        return self.outcomes[-1] if self.outcomes else None
+
+
+class Contact(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    tenant_id: str
+    contact_id: str
+    opted_out: tuple[str, ...] = ()
+
+
+def _selection(event: OutcomeSelected) -> Selection:
+    return Selection(
+        code=event.outcome_code,
+        definition=event.definition,
+        actor=event.actor,
+        automatic=event.automatic,
+        late=event.late,
+    )
+
+
+def _correction(event: OutcomeCorrected) -> Selection:
+    return Selection(
+        code=event.outcome_code, definition=event.definition, actor=event.actor, corrected_from=event.previous_code
+    )
+
+
+# -- calls ------------------------------------------------------------------------------------------
+
+
+@singledispatch
+def _call(event: DomainEvent, state: Call | None) -> Call:
+    raise TypeError(f"a call does not apply {type(event).__name__}")
+
+
+@_call.register
+def _(event: CallStarted, state: Call | None) -> Call:
+    return Call(
+        id=event.originator_id,
+        version=event.originator_version,
+        tenant_id=event.tenant_id,
+        call_id=event.call_id,
+        project_id=event.project_id,
+        direction=event.direction,
+        started_at=event.occurred_at,
+        conversation_id=event.conversation_id,
+        agent_id=event.agent_id,
+        contact_id=event.contact_id,
+    )
+
+
+@_call.register
+def _(event: CallAnswered, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, answered_at=event.occurred_at, agent_id=event.agent_id or state.agent_id)
+
+
+@_call.register
+def _(event: AgentConnected, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, agent_connected_at=event.occurred_at, agent_id=event.agent_id)
+
+
+@_call.register
+def _(event: CallUnanswered, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, unanswered_status=event.telephony_status)
+
+
+@_call.register
+def _(event: CallEnded, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, ended_at=event.occurred_at, termination_reason=event.termination_reason)
+
+
+@_call.register
+def _(event: OutcomeSelected, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, outcome=_selection(event), wrap_up_due_at=None)
+
+
+@_call.register
+def _(event: OutcomeCorrected, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, outcome=_correction(event))
+
+
+@_call.register
+def _(event: WrapUpTimerSet, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, wrap_up_due_at=event.due_at)
+
+
+@_call.register
+def _(event: RecordingAttached, state: Call | None) -> Call:
+    assert state is not None
+    return msgspec.structs.replace(state, references=(*state.references, event.reference))
+
+
+# -- conversations -------------------------------------------------------------------------------------
+
+
+@singledispatch
+def _conversation(event: DomainEvent, state: Conversation | None) -> Conversation:
+    raise TypeError(f"a conversation does not apply {type(event).__name__}")
+
+
+@_conversation.register
+def _(event: ConversationStarted, state: Conversation | None) -> Conversation:
+    return Conversation(
+        id=event.originator_id,
+        version=event.originator_version,
+        tenant_id=event.tenant_id,
+        conversation_id=event.conversation_id,
+        project_id=event.project_id,
+        channel=event.channel,
+        started_at=event.occurred_at,
+        contact_id=event.contact_id,
+    )
+
+
+@_conversation.register
+def _(event: MessageRecorded, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return state
+
+
+@_conversation.register
+def _(event: OutcomeSelected, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return msgspec.structs.replace(state, outcomes=(*state.outcomes, _selection(event)))
+
+
+@_conversation.register
+def _(event: OutcomeCorrected, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return msgspec.structs.replace(state, outcomes=(*state.outcomes[:-1], _correction(event)))
+
+
+@_conversation.register
+def _(event: ConversationClosed, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return msgspec.structs.replace(state, closed_at=event.occurred_at, close_cause=event.cause, flow=None)
+
+
+@_conversation.register
+def _(event: FlowRedirected, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return msgspec.structs.replace(state, flow=event.flow)
+
+
+@_conversation.register
+def _(event: RecordingAttached, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return msgspec.structs.replace(state, references=(*state.references, event.reference))
+
+
+@singledispatch
+def _contact(event: DomainEvent, state: Contact | None) -> Contact:
+    raise TypeError(f"a contact does not apply {type(event).__name__}")
+
+
+@_contact.register
+def _(event: ContactOptedOut, state: Contact | None) -> Contact:
+    base = state or Contact(id=event.originator_id, version=0, tenant_id=event.tenant_id, contact_id=event.contact_id)
+    return msgspec.structs.replace(base, opted_out=tuple(sorted({*base.opted_out, event.channel})))
+
+
+def project_call(state: Call | None, events: Iterable[DomainEvent]) -> Call | None:
+    for event in events:
+        state = msgspec.structs.replace(_call(event, state), version=event.originator_version)
+    return state
+
+
+def project_conversation(state: Conversation | None, events: Iterable[DomainEvent]) -> Conversation | None:
+    for event in events:
+        state = msgspec.structs.replace(_conversation(event, state), version=event.originator_version)
+    return state
+
+
+def project_contact(state: Contact | None, events: Iterable[DomainEvent]) -> Contact | None:
+    for event in events:
+        state = msgspec.structs.replace(_contact(event, state), version=event.originator_version)
+    return state
