@@ -306,7 +306,8 @@ class RedisApplicationRecorder(ApplicationRecorder):
         the tenant), ``idempotency_digest`` (str: digest of the request body),
         ``receipt`` (str: what to answer a repeat with, e.g. JSON), ``expect`` (iterable of
         ``(originator_id, version)`` that must still be the head versions of aggregates
-        read but not written, e.g. a project's outcome set).
+        read but not written, e.g. a project's outcome set), ``timers`` (iterable of
+        ``(timer, due ms)`` for the shard's scheduler, see ``events.scheduler``).
         """
         tracking: Tracking | None = kwargs.get("tracking")
         if not stored_events and tracking is None:
@@ -328,6 +329,9 @@ class RedisApplicationRecorder(ApplicationRecorder):
             opts["x"] = [[encode_originator_id(oid), version] for oid, version in expect]
         if tracking is not None:
             opts["tr"] = [tracking.application_name, tracking.notification_id]
+        timers: Iterable[tuple[str, int]] | None = kwargs.get("timers")
+        if timers:
+            opts["z"] = [[member, due_ms] for member, due_ms in timers]
         for e in stored_events:
             _check_topic(e.topic)
         events = [

@@ -55,7 +55,7 @@ def api(host: str, port: int) -> None:
 @main.command()
 def worker() -> None:
     """Run the projection worker (a FastStream app on the log's consumer group)."""
-    from workers.projections import run
+    from workers.app import run
 
     settings = _settings()
     _check_durability(settings)

@@ -6,9 +6,7 @@ shards in the registry.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -28,6 +26,7 @@ from events.store import IdempotencyKeyReused as StoredKeyReused
 from events.types import OutcomeDefinition, ProjectSettings
 from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
 from services.errors import Conflict, IdempotencyKeyReused, NotFound, OutcomeSetChanged
+from services.idempotency import Idempotency, Receipt
 from services.interactions import (
     Call,
     Contact,
@@ -41,32 +40,9 @@ from services.rules import Context
 from services.rules import config as config_rules
 from services.rules import interactions as rules
 from services.rules.interactions import Choice
+from services.timers import timers_for
 
 S = TypeVar("S")
-
-
-class Receipt(msgspec.Struct, frozen=True, kw_only=True):
-    """What a write answers; a repeat with the same idempotency key gets the same."""
-
-    kind: str
-    id: str
-    version: int
-    #: event types written, in order (empty for a fact already recorded)
-    events: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    key: str
-    #: digest of the request (method, path, body): same key + other body is refused
-    digest: str
-
-    @staticmethod
-    def of(key: str, *parts: bytes) -> Idempotency:
-        h = hashlib.sha256()
-        for part in parts:
-            h.update(len(part).to_bytes(8, "big") + part)
-        return Idempotency(key, h.hexdigest())
 
 
 class OutcomeSet(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,6 +116,9 @@ class Ledger(Application[UUID]):
             }
         if expect:
             kwargs["expect"] = expect
+        if timers := timers_for(events):
+            # durable with the events that set them: written by the same script
+            kwargs["timers"] = [(t.member(), t.due_ms) for t in timers]
         try:
             self.save(*events, **kwargs)
         except AlreadyRecorded as first:  # a concurrent twin of this request won the race

@@ -36,7 +36,10 @@ class Runtime:
             return ledger
 
     def shard_keys(self, tenant_id: str) -> ShardKeys:
-        return ShardKeys(self.shard_of(tenant_id), self.settings.key_prefix)
+        return self.shard_keys_for(self.shard_of(tenant_id))
+
+    def shard_keys_for(self, shard: str) -> ShardKeys:
+        return ShardKeys(shard, self.settings.key_prefix)
 
     def shard_of(self, tenant_id: str) -> str:
         shard = self.registry.shard_of(tenant_id)

@@ -8,84 +8,15 @@ selections keep coming, restarted, and the counts are still exact.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from events.durability import check_durability
-from events.embedded import free_port
 from tests.helpers import wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Stack:
-    def __init__(self, redis_url: str, shard: str) -> None:
-        self.env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "REDIS_SHARD": shard,
-            "REDIS_KEY_PREFIX": "e2e" + uuid.uuid4().hex[:6],
-            "OUTCOMES_RECLAIM_IDLE_MS": "500",
-        }
-        if check_durability(redis.Redis.from_url(redis_url), allow_weak=True).weak:
-            self.env["OUTCOMES_ALLOW_WEAK_DURABILITY"] = "1"  # a developer's own REDIS_URL
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.api: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "services.cli", *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
-
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def start_api(self) -> None:
-        self.api = self.spawn("api", "--port", str(self.port))
-
-        def up() -> bool:
-            try:
-                return httpx.get(self.base + "/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 30, "the API to answer /health")
-
-    def start_worker(self) -> None:
-        self.worker = self.spawn("worker")
-
-    def stop(self) -> None:
-        for p in (self.api, self.worker):
-            if p and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+from tests.stack import Stack
 
 
 @pytest.fixture()

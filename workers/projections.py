@@ -1,4 +1,4 @@
-"""The projection worker: a FastStream app on the shard log's "projections" group.
+"""The projection subscriber: on the shard log's "projections" consumer group.
 
 The group only delivers: each batch says "the log has grown to here", and every view
 catches up from its own tracking position to that point, committing view and position
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import redis
@@ -92,14 +90,11 @@ class ProjectionRunner:
             start = next_start
 
 
-def build_app(
-    settings: Settings | None = None, *, consumer: str | None = None, reclaim_idle_ms: int = 30_000
-) -> FastStream:
-    settings = settings or Settings.from_env()
-    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+def register(
+    broker: RedisBroker, app: FastStream, settings: Settings, consumer: str, reclaim_idle_ms: int = 30_000
+) -> ProjectionRunner:
+    """The projection subscriber and its reclaimer, on a worker app."""
     runner = ProjectionRunner(settings)
-    broker = RedisBroker(settings.redis_url)
-    app = FastStream(broker)
 
     @broker.subscriber(
         stream=StreamSub(
@@ -111,8 +106,6 @@ def build_app(
     )
     def on_log_grown(ids: list[int]) -> None:
         runner.settle(max(ids))
-
-    reclaimer: dict[str, asyncio.Task[None]] = {}
 
     async def reclaim_forever() -> None:
         while True:
@@ -126,21 +119,19 @@ def build_app(
     async def create_group() -> None:
         ensure_group(runner.client, runner.keys.log, GROUP)
 
+    background(app, reclaim_forever)
+    return runner
+
+
+def background(app: FastStream, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``loop`` as a task for the app's lifetime."""
+    tasks: list[asyncio.Task[None]] = []
+
     @app.after_startup
-    async def start_reclaimer() -> None:
-        reclaimer["task"] = asyncio.create_task(reclaim_forever())
+    async def start() -> None:
+        tasks.append(asyncio.create_task(loop()))
 
     @app.on_shutdown
-    async def stop_reclaimer() -> None:
-        task = reclaimer.pop("task", None)
-        if task:
+    async def stop() -> None:
+        for task in tasks:
             task.cancel()
-
-    return app
-
-
-def run(settings: Settings | None = None) -> None:
-    """Entry point of ``outcomes worker``."""
-    logging.basicConfig(level=logging.INFO)
-    reclaim_idle = int(os.environ.get("OUTCOMES_RECLAIM_IDLE_MS", "30000"))
-    asyncio.run(build_app(settings, reclaim_idle_ms=reclaim_idle).run())

@@ -11,7 +11,8 @@
 --            opts:   map; t = tenant, k = idempotency key (full key name),
 --                    b = body digest, r = receipt, ttl = seconds,
 --                    x = array of {originator_id, expected head version (0 = none)},
---                    tr = {tracking application name, notification id}
+--                    tr = {tracking application name, notification id},
+--                    z = array of {timer, due time in ms} for the shard's scheduler
 -- Returns a msgpack array, one result per save:
 --   {"ok", first_nid, count}
 --   {"dup", receipt, first_nid, count}   idempotent repeat, nothing written
@@ -29,6 +30,9 @@ local fmt = function(n) return string.format("%.0f", n) end
 
 -- {version, hash} of an aggregate's newest event, cached for this call.
 local heads = {}
+-- highest version recorded for an aggregate (absent: none): a version above it
+-- cannot be a duplicate, so only versions at or below it need a lookup.
+local tops = {}
 local function agg_head(oid)
   local cached = heads[oid]
   if cached ~= nil then return cached end
@@ -45,6 +49,7 @@ local function agg_head(oid)
       if f[i] == "h" then hash = f[i + 1] end
     end
     result = {tonumber(top[2]), hash}
+    tops[oid] = result[1]
   end
   heads[oid] = result
   return result
@@ -78,7 +83,9 @@ local function check(save)
   local seen = {}
   for _, e in ipairs(events) do
     local id = e[1] .. "\n" .. fmt(e[2])
-    if seen[id] or redis.call("ZCOUNT", p .. "a:" .. e[1], e[2], e[2]) > 0 then
+    agg_head(e[1])
+    local top = tops[e[1]]
+    if seen[id] or (top and e[2] <= top and redis.call("ZCOUNT", p .. "a:" .. e[1], e[2], e[2]) > 0) then
       return {"integrity", "event " .. e[1] .. " version " .. fmt(e[2]) .. " already recorded"}
     end
     seen[id] = true
@@ -89,6 +96,8 @@ end
 local function write(save)
   local events, opts = save[1], save[2]
   local first = last_nid + 1
+  -- one ZADD per aggregate and save: its {version, nid} pairs, aggregates in first-seen order
+  local index, touched = {}, {}
   for _, e in ipairs(events) do
     local oid, version, topic, state = e[1], fmt(e[2]), e[3], e[4]
     last_nid = last_nid + 1
@@ -105,11 +114,33 @@ local function write(save)
       redis.call("XADD", log, nid .. "-0", "o", oid, "v", version, "t", topic, "s", state,
         "h", hash, "c", last_chain)
     end
-    redis.call("ZADD", p .. "a:" .. oid, version, nid)
+    local args = index[oid]
+    if args == nil then
+      args = {}
+      index[oid] = args
+      touched[#touched + 1] = oid
+    end
+    args[#args + 1] = version
+    args[#args + 1] = nid
+    if #args >= 1000 then  -- unpack() has a limit: write long runs as they come
+      redis.call("ZADD", p .. "a:" .. oid, unpack(args))
+      index[oid] = {}
+    end
     heads[oid] = {e[2], hash}
+    local top = tops[oid]
+    if not top or e[2] > top then tops[oid] = e[2] end
+  end
+  for _, oid in ipairs(touched) do
+    if #index[oid] > 0 then redis.call("ZADD", p .. "a:" .. oid, unpack(index[oid])) end
   end
   if opts.tr then
     redis.call("HSET", p .. "tracking", opts.tr[1], fmt(opts.tr[2]))
+  end
+  if opts.z then
+    -- timers set by these events, durable with them (the shard's scheduler)
+    for _, z in ipairs(opts.z) do
+      redis.call("ZADD", p .. "timers", z[2], z[1])
+    end
   end
   local count = last_nid - first + 1
   if opts.k then

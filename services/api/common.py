@@ -13,7 +13,8 @@ from litestar.exceptions import NotAuthorizedException
 
 from events.codec import now
 from services.errors import Forbidden
-from services.ledger import Idempotency, Ledger
+from services.idempotency import Idempotency
+from services.ledger import Ledger
 from services.permissions import Action, Role, may
 from services.registry import ApiKey
 from services.rules import Context

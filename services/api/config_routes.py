@@ -10,7 +10,8 @@ from litestar.datastructures import State
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
 from services.errors import InvalidDefinition, NotFound
-from services.ledger import Idempotency, Ledger, OutcomeSet, Receipt
+from services.idempotency import Idempotency, Receipt
+from services.ledger import Ledger, OutcomeSet
 from services.permissions import Action
 from services.rules import Context
 from services.rules import config as rules

@@ -10,8 +10,8 @@ from litestar.datastructures import State
 
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
+from services.idempotency import Receipt
 from services.interactions import Call, Conversation
-from services.ledger import Receipt
 from services.permissions import Action
 from services.rules import interactions as rules
 from services.rules.interactions import Choice

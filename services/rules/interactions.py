@@ -747,8 +747,10 @@ def wrap_up_timed_out(
 ) -> list[DomainEvent]:
     """The wrap-up timer ran out: the system selects the timeout outcome -- unless an
     outcome was selected meanwhile (then nothing: the timer fired for nothing)."""
-    if call.outcome is not None or call.wrap_up_due_at != due_at:
+    if call.outcome is not None or call.wrap_up_due_at is None:
         return []
+    if int(call.wrap_up_due_at.timestamp() * 1000) != int(due_at.timestamp() * 1000):
+        return []  # an older timer of this call
     outcome = active_set(catalogue, call.project_id).get(outcome_code)
     if outcome is None:
         return []  # the outcome left the set since: the call stays without one ("-")
