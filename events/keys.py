@@ -81,6 +81,16 @@ class RegistryKeys:
         self.rate_limits = self.prefix + "rate-limits"
 
 
+class IngestKeys:
+    """A tenant's ingest and rejections streams: a hash tag of their own, so the tenant's
+    Redis ACL user can be given exactly these keys and nothing else."""
+
+    def __init__(self, tenant: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self.pattern = f"{prefix}:{{in:{tenant}}}:*"
+        self.ingest = f"{prefix}:{{in:{tenant}}}:ingest"
+        self.rejections = f"{prefix}:{{in:{tenant}}}:rejections"
+
+
 def subject_key(prefix: str, tenant: str, subject: str) -> str:
     """Where a data subject's encryption key lives: outside the log, one key each,
     so erasure deletes exactly one Redis key."""

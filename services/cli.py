@@ -146,6 +146,29 @@ def tenant_create(tenant_id: str, name: str | None, time_zone: str) -> None:
     click.echo(secret)
 
 
+@tenant.command("ingest-user")
+@click.argument("tenant_id")
+def tenant_ingest_user(tenant_id: str) -> None:
+    """Create (or reset) the tenant's Redis ACL user for its ingest stream; print its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from services.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        username, password, keys = runtime.create_ingest_user(tenant_id)
+    except Exception as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        runtime.close()
+    url = urlsplit(runtime.settings.redis_url)
+    host = url.hostname or "localhost"
+    netloc = f"{username}:{password}@{host}" + (f":{url.port}" if url.port else "")
+    click.echo(f"REDIS_URL={urlunsplit((url.scheme, netloc, url.path, '', ''))}")
+    click.echo(f"ingest stream: {keys.ingest}")
+    click.echo(f"rejections stream: {keys.rejections}")
+
+
 @main.group()
 def key() -> None:
     """API keys."""

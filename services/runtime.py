@@ -4,12 +4,13 @@ and one Ledger per shard."""
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 
 import redis
 
-from events.keys import ShardKeys
+from events.keys import IngestKeys, ShardKeys
 from services.config import Settings
 from services.errors import NotFound, RateLimited
 from services.ledger import Ledger
@@ -58,6 +59,29 @@ class Runtime:
         self.registry.assign_shard(tenant_id, shard)
         self.ledger_for_shard(shard).create_tenant(tenant_id, name, time_zone)
         return self.registry.issue_key(tenant_id, Role.ADMIN)
+
+    def create_ingest_user(self, tenant_id: str) -> tuple[str, str, IngestKeys]:
+        """A Redis ACL user that reaches only the tenant's ingest and rejections streams.
+
+        Returns (username, password, keys); the password is shown once (Redis keeps a hash).
+        """
+        self.shard_of(tenant_id)  # the tenant exists
+        keys = IngestKeys(tenant_id, self.settings.key_prefix)
+        username = f"ingest-{tenant_id}"
+        password = secrets.token_urlsafe(24)
+        self.client.execute_command(  # type: ignore[no-untyped-call]
+            "ACL",
+            "SETUSER",
+            username,
+            "reset",
+            "on",
+            f">{password}",
+            f"~{keys.pattern}",
+            "+@stream",
+            "+ping",
+            "+hello",
+        )
+        return username, password, keys
 
     def rate_limit(self, key: ApiKey) -> None:
         """Per-tenant requests per second (a fixed one-second window in Redis)."""

@@ -1,5 +1,5 @@
-"""``outcomes worker``: one FastStream app per shard hosting the projection subscriber
-and the timer loop."""
+"""``outcomes worker``: one FastStream app per shard hosting the projection subscriber,
+the timer loop and the ingest loop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from faststream.redis import RedisBroker
 
 from services.config import Settings
 from workers import projections
+from workers.ingest import IngestRunner
 from workers.timers import TimerRunner
 
 log = logging.getLogger("outcomes.worker")
@@ -44,6 +45,17 @@ def build_app(
                 await asyncio.sleep(timer_interval)
 
     projections.background(app, fire_due_timers)
+    ingest = IngestRunner(settings, consumer, reclaim_idle_ms)
+
+    async def take_ingest() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(ingest.run_once)
+            except Exception:  # Redis away: unacknowledged entries are retried
+                log.exception("ingest loop failed")
+                await asyncio.sleep(timer_interval)
+
+    projections.background(app, take_ingest)
     return app
 
 

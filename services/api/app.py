@@ -16,6 +16,7 @@ from services.api import bodies, config_routes, interaction_routes
 from services.api.common import Principal, authenticate, in_thread, runtime_of
 from services.api.errors import HANDLERS
 from services.api.metrics import register_collector
+from services.api.openapi import document
 from services.config import Settings
 from services.permissions import Action
 from services.runtime import Runtime
@@ -80,6 +81,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         on_shutdown=[on_shutdown],
         openapi_config=OpenAPIConfig(title="Outcome Ledger", version="0.1.0", path="/schema"),
     )
+    document(app.openapi_schema)  # links, security, error responses: services/api/openapi.py
     if runtime is not None:
         app.state.runtime = runtime
     return app

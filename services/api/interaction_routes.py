@@ -1,4 +1,5 @@
-"""Interaction facts, outcome selections and corrections over HTTP (platforms, agents, supervisors)."""
+"""Interaction facts, outcome selections and corrections over HTTP: thin adapters over
+``services.commands``, the table the ingest stream uses too."""
 
 from __future__ import annotations
 
@@ -10,43 +11,24 @@ from litestar.datastructures import State
 
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
+from services.commands import COMMANDS
 from services.idempotency import Receipt
 from services.interactions import Call, Conversation
 from services.permissions import Action
-from services.rules import interactions as rules
-from services.rules.interactions import Choice
 
 Req = Request[Any, Any, Any]
 
 
-def _choice(data: bodies.SelectOutcome | bodies.CorrectOutcome) -> Choice:
-    agent_id = data.agent_id if isinstance(data, bodies.SelectOutcome) else None
-    return Choice(data.outcome_code, data.occurred_at, data.revenue, agent_id)
-
-
-# -- calls -----------------------------------------------------------------------------------------------
+async def _do(name: str, target: str, data: Any, principal: Principal, state: State, request: Req) -> Receipt:
+    cmd = COMMANDS[name]
+    return await command(
+        request, state, principal, cmd.action, lambda ledger, ctx, key: cmd.run(ledger, ctx, target, data, key)
+    )
 
 
 @post("/calls", status_code=201, operation_id="startCall", summary="A call started")
 async def start_call(data: bodies.StartCall, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.start_call(
-            ctx,
-            call_id=data.call_id,
-            project_id=data.project_id,
-            direction=data.direction,
-            occurred_at=data.occurred_at,
-            conversation_id=data.conversation_id,
-            agent_id=data.agent_id,
-            contact_id=data.contact_id,
-            contact_number=data.contact_number,
-            idempotency=key,
-        ),
-    )
+    return await _do("call.started", "", data, principal, state, request)
 
 
 @post(
@@ -55,18 +37,7 @@ async def start_call(data: bodies.StartCall, principal: Principal, state: State,
 async def answered(
     call_id: str, data: bodies.CallAnsweredBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.call_fact(
-            ctx,
-            call_id,
-            lambda cat, call, conv: rules.answer_call(call, ctx, occurred_at=data.occurred_at, agent_id=data.agent_id),
-            key,
-        ),
-    )
+    return await _do("call.answered", call_id, data, principal, state, request)
 
 
 @post(
@@ -78,20 +49,7 @@ async def answered(
 async def agent_connected(
     call_id: str, data: bodies.AgentConnectedBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.call_fact(
-            ctx,
-            call_id,
-            lambda cat, call, conv: rules.connect_agent(
-                call, ctx, occurred_at=data.occurred_at, agent_id=data.agent_id
-            ),
-            key,
-        ),
-    )
+    return await _do("call.agent_connected", call_id, data, principal, state, request)
 
 
 @post(
@@ -103,37 +61,12 @@ async def agent_connected(
 async def unanswered(
     call_id: str, data: bodies.CallUnansweredBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.call_fact(
-            ctx,
-            call_id,
-            lambda cat, call, conv: rules.call_unanswered(
-                cat, call, ctx, occurred_at=data.occurred_at, status=data.telephony_status, conversation=conv
-            ),
-            key,
-        ),
-    )
+    return await _do("call.unanswered", call_id, data, principal, state, request)
 
 
 @post("/calls/{call_id:str}/ended", status_code=200, operation_id="callEnded", summary="The call ended")
 async def ended(call_id: str, data: bodies.CallEndedBody, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.end_call(
-            ctx,
-            call_id=call_id,
-            occurred_at=data.occurred_at,
-            termination_reason=data.termination_reason,
-            idempotency=key,
-        ),
-    )
+    return await _do("call.ended", call_id, data, principal, state, request)
 
 
 @post(
@@ -145,15 +78,7 @@ async def ended(call_id: str, data: bodies.CallEndedBody, principal: Principal, 
 async def select_call(
     call_id: str, data: bodies.SelectOutcome, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.select_call_outcome(
-            ctx, call_id=call_id, choice=_choice(data), idempotency=key
-        ),
-    )
+    return await _do("call.outcome", call_id, data, principal, state, request)
 
 
 @post(
@@ -165,26 +90,7 @@ async def select_call(
 async def correct_call(
     call_id: str, data: bodies.CorrectOutcome, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CORRECT,
-        lambda ledger, ctx, key: ledger.call_fact(
-            ctx,
-            call_id,
-            lambda cat, call, conv: rules.correct_outcome(
-                cat,
-                call,
-                ctx,
-                _choice(data),
-                reason=data.reason,
-                lift_suppressions=data.lift_suppressions,
-                conversation=conv,
-            ),
-            key,
-        ),
-    )
+    return await _do("call.correction", call_id, data, principal, state, request)
 
 
 @post(
@@ -196,52 +102,14 @@ async def correct_call(
 async def call_reference(
     call_id: str, data: bodies.ReferenceBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.call_fact(
-            ctx,
-            call_id,
-            lambda cat, call, conv: rules.attach_reference(
-                call, ctx, kind=data.kind, reference=data.reference, occurred_at=data.occurred_at
-            ),
-            key,
-        ),
-    )
-
-
-@get("/calls/{call_id:str}", operation_id="getCall", summary="A call's current state")
-async def get_call(call_id: str, principal: Principal, state: State) -> dict[str, Any]:
-    principal.require_any(Action.READ_REPORTS, Action.REPORT_FACTS)
-    ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
-    call: Call = await in_thread(ledger.call, principal.tenant_id, call_id)
-    return {**msgspec.to_builtins(call), "telephony_status": call.telephony_status}
-
-
-# -- conversations ------------------------------------------------------------------------------------------
+    return await _do("call.reference", call_id, data, principal, state, request)
 
 
 @post("/conversations", status_code=201, operation_id="startConversation", summary="A conversation started")
 async def start_conversation(
     data: bodies.StartConversation, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.start_conversation(
-            ctx,
-            conversation_id=data.conversation_id,
-            project_id=data.project_id,
-            channel=data.channel,
-            occurred_at=data.occurred_at,
-            contact_id=data.contact_id,
-            idempotency=key,
-        ),
-    )
+    return await _do("conversation.started", "", data, principal, state, request)
 
 
 @post(
@@ -253,20 +121,7 @@ async def start_conversation(
 async def message(
     conversation_id: str, data: bodies.MessageBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.conversation_fact(
-            ctx,
-            conversation_id,
-            lambda cat, conv: rules.record_message(
-                conv, ctx, direction=data.direction, channel=data.channel, occurred_at=data.occurred_at, body=data.body
-            ),
-            key,
-        ),
-    )
+    return await _do("conversation.message", conversation_id, data, principal, state, request)
 
 
 @post(
@@ -278,15 +133,7 @@ async def message(
 async def select_conversation(
     conversation_id: str, data: bodies.SelectOutcome, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.conversation_fact(
-            ctx, conversation_id, lambda cat, conv: rules.select_outcome(cat, conv, ctx, _choice(data)), key
-        ),
-    )
+    return await _do("conversation.outcome", conversation_id, data, principal, state, request)
 
 
 @post(
@@ -298,20 +145,7 @@ async def select_conversation(
 async def correct_conversation(
     conversation_id: str, data: bodies.CorrectOutcome, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CORRECT,
-        lambda ledger, ctx, key: ledger.conversation_fact(
-            ctx,
-            conversation_id,
-            lambda cat, conv: rules.correct_outcome(
-                cat, conv, ctx, _choice(data), reason=data.reason, lift_suppressions=data.lift_suppressions
-            ),
-            key,
-        ),
-    )
+    return await _do("conversation.correction", conversation_id, data, principal, state, request)
 
 
 @post(
@@ -323,45 +157,19 @@ async def correct_conversation(
 async def close(
     conversation_id: str, data: bodies.CloseBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.conversation_fact(
-            ctx,
-            conversation_id,
-            lambda cat, conv: rules.close_conversation(cat, conv, ctx, occurred_at=data.occurred_at),
-            key,
-        ),
-    )
+    return await _do("conversation.closed", conversation_id, data, principal, state, request)
 
 
-@post("/conversations/{conversation_id:str}/references", status_code=201, operation_id="attachConversationReference")
+@post(
+    "/conversations/{conversation_id:str}/references",
+    status_code=201,
+    operation_id="attachConversationReference",
+    summary="Attach a recording or transcript reference",
+)
 async def conversation_reference(
     conversation_id: str, data: bodies.ReferenceBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.conversation_fact(
-            ctx,
-            conversation_id,
-            lambda cat, conv: rules.attach_reference(
-                conv, ctx, kind=data.kind, reference=data.reference, occurred_at=data.occurred_at
-            ),
-            key,
-        ),
-    )
-
-
-@get("/conversations/{conversation_id:str}", operation_id="getConversation")
-async def get_conversation(conversation_id: str, principal: Principal, state: State) -> Conversation:
-    principal.require_any(Action.READ_REPORTS, Action.REPORT_FACTS)
-    ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
-    return await in_thread(ledger.conversation, principal.tenant_id, conversation_id)
+    return await _do("conversation.reference", conversation_id, data, principal, state, request)
 
 
 @post(
@@ -373,15 +181,22 @@ async def get_conversation(conversation_id: str, principal: Principal, state: St
 async def opt_out(
     contact_id: str, data: bodies.OptOutBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.REPORT_FACTS,
-        lambda ledger, ctx, key: ledger.opt_out(
-            ctx, contact_id=contact_id, channel=data.channel, occurred_at=data.occurred_at, idempotency=key
-        ),
-    )
+    return await _do("contact.opted_out", contact_id, data, principal, state, request)
+
+
+@get("/calls/{call_id:str}", operation_id="getCall", summary="A call's current state")
+async def get_call(call_id: str, principal: Principal, state: State) -> dict[str, Any]:
+    principal.require_any(Action.READ_REPORTS, Action.REPORT_FACTS)
+    ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
+    call: Call = await in_thread(ledger.call, principal.tenant_id, call_id)
+    return {**msgspec.to_builtins(call), "telephony_status": call.telephony_status}
+
+
+@get("/conversations/{conversation_id:str}", operation_id="getConversation", summary="A conversation's state")
+async def get_conversation(conversation_id: str, principal: Principal, state: State) -> Conversation:
+    principal.require_any(Action.READ_REPORTS, Action.REPORT_FACTS)
+    ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
+    return await in_thread(ledger.conversation, principal.tenant_id, conversation_id)
 
 
 router = Router(
@@ -395,14 +210,14 @@ router = Router(
         select_call,
         correct_call,
         call_reference,
-        get_call,
         start_conversation,
         message,
         select_conversation,
         correct_conversation,
         close,
         conversation_reference,
-        get_conversation,
         opt_out,
+        get_call,
+        get_conversation,
     ],
 )

@@ -1,0 +1,279 @@
+"""What Litestar cannot infer from the handlers, added to the generated OpenAPI document.
+
+* **Links** between operations (OpenAPI 3.1 §4.8.20): a write answers with a ``Receipt`` whose ``id`` is
+  the external id it wrote (project, call, conversation, outcome code, ...), and the links say which
+  operations take that id next. Clients can follow them, and stateful fuzzing (schemathesis) chains
+  requests along them instead of guessing ids.
+* The **bearer API key** every ``/v1`` operation requires (``/health`` and ``/metrics`` are open).
+* The **error responses** the handlers really give: every error leaves as ``Error`` JSON
+  (``services.api.errors``), not Litestar's default validation body.
+* ``/metrics`` is Prometheus text, not JSON.
+
+:func:`document` edits the schema Litestar generated, in place; ``create_app`` calls it once every
+route is registered (a route added later would make Litestar rebuild the schema without these).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar.openapi.spec import (
+    Components,
+    Link,
+    OpenAPI,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
+
+SECURITY_SCHEME = "apiKey"
+
+#: operations that answer without a key
+OPEN_OPERATIONS = frozenset({"health", "MetricsGet"})
+
+ERROR_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    title="Error",
+    description="Every error: the HTTP status, a stable error code, a message, and details when there are some",
+    properties={
+        "status": Schema(type=OpenAPIType.INTEGER),
+        "error": Schema(type=OpenAPIType.STRING, description="e.g. not_found, invalid_request, outcome_not_selectable"),
+        "message": Schema(type=OpenAPIType.STRING),
+        "detail": Schema(description="What the rule or the validator found (an object or a list)"),
+    },
+    required=["status", "error", "message"],
+)
+
+#: status -> description, for every authenticated operation
+_ANY_ERRORS = {
+    "400": "The request is malformed: its parameters or body do not validate",
+    "401": "No API key, or an unknown or revoked one",
+    "403": "The key's role may not do this (or X-Acting-For is not allowed)",
+    "404": "Unknown id, or another tenant's",
+    "429": "The tenant is over its request rate",
+}
+#: and for every operation that writes
+_WRITE_ERRORS = {
+    "409": "Someone changed it first, or it already exists",
+    "422": "A rule was broken; nothing was written",
+}
+_BODY_ERRORS = {"413": "The body is larger than 256 KiB"}
+
+
+@dataclass(frozen=True)
+class _Link:
+    source: str
+    status: str
+    name: str
+    target: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    request_body: dict[str, str] | None = None
+
+
+_ID = "$response.body#/id"
+
+
+def _links() -> list[_Link]:
+    links: list[_Link] = []
+
+    def add(source: str, status: str, *targets: tuple[str, str, dict[str, str], dict[str, str] | None]) -> None:
+        links.extend(_Link(source, status, name, target, params, body) for name, target, params, body in targets)
+
+    # -- configuration -------------------------------------------------------------------------------
+    project = {"project_id": _ID}
+    add(
+        "createProject",
+        "201",
+        ("GetOutcomeSet", "getOutcomeSet", project, None),
+        ("GetOutcomeCounts", "getOutcomeCounts", project, None),
+        ("ChangeProject", "changeProject", project, None),
+        ("DefineProjectOutcome", "defineProjectOutcome", project, None),
+        ("SearchProjectOutcomes", "searchOutcomes", project, None),
+        ("HideOutcome", "hideOutcome", project, None),
+        ("StartCall", "startCall", {}, project),
+        ("StartConversation", "startConversation", {}, project),
+    )
+    code = {"code": _ID}
+    add(
+        "defineGlobalOutcome",
+        "201",
+        ("ChangeGlobalOutcome", "changeGlobalOutcome", code, code),
+        ("EnableGlobalOutcome", "enableGlobalOutcome", code, None),
+        ("DisableGlobalOutcome", "disableGlobalOutcome", code, None),
+        ("RetireGlobalOutcome", "retireGlobalOutcome", code, None),
+        ("AssignOutcome", "assignOutcome", code, None),
+        ("HideOutcome", "hideOutcome", code, None),
+        ("SearchOutcomes", "searchOutcomes", {"q": _ID}, None),
+    )
+    same_code = {"code": "$request.path.code"}
+    add("disableGlobalOutcome", "200", ("EnableGlobalOutcome", "enableGlobalOutcome", same_code, None))
+    assignment = {"code": "$request.path.code", "project_id": "$request.path.project_id"}
+    add("assignOutcome", "200", ("UnassignOutcome", "unassignOutcome", assignment, None))
+    add("hideOutcome", "200", ("UnhideOutcome", "unhideOutcome", assignment, None))
+    project_outcome = {"project_id": "$request.path.project_id", "code": _ID}
+    add(
+        "defineProjectOutcome",
+        "201",
+        ("ChangeProjectOutcome", "changeProjectOutcome", project_outcome, code),
+        *(
+            (f"{verb.title()}ProjectOutcome", "setProjectOutcomeState", {**project_outcome, "verb": verb}, None)
+            for verb in ("enable", "disable", "retire")
+        ),
+        ("GetOutcomeSet", "getOutcomeSet", {"project_id": "$request.path.project_id"}, None),
+    )
+    add("registerAgent", "201", ("SetAgentTeam", "setAgentTeam", {"agent_id": _ID}, None))
+    add("createTeam", "201", ("SetAgentTeam", "setAgentTeam", {}, {"team_id": _ID}))
+    add("issueKey", "201", ("RevokeKey", "revokeKey", {"key_id": "$response.body#/key_id"}, None))
+
+    # -- calls ------------------------------------------------------------------------------------------
+    call = {"call_id": _ID}
+    add(
+        "startCall",
+        "201",
+        ("CallAnswered", "callAnswered", call, None),
+        ("AgentConnected", "agentConnected", call, None),
+        ("CallUnanswered", "callUnanswered", call, None),
+        ("CallEnded", "callEnded", call, None),
+        ("SelectCallOutcome", "selectCallOutcome", call, None),
+        ("CorrectCallOutcome", "correctCallOutcome", call, None),
+        ("AttachCallReference", "attachCallReference", call, None),
+        ("GetCall", "getCall", call, None),
+    )
+    same_call = {"call_id": "$request.path.call_id"}
+    for source, status, targets in (
+        ("callAnswered", "200", ("agentConnected", "callEnded", "getCall")),
+        ("agentConnected", "200", ("callEnded", "getCall")),
+        ("callUnanswered", "200", ("callEnded", "getCall")),
+        ("callEnded", "200", ("selectCallOutcome", "correctCallOutcome", "attachCallReference", "getCall")),
+        ("selectCallOutcome", "201", ("correctCallOutcome", "getCall")),
+        ("correctCallOutcome", "201", ("getCall",)),
+    ):
+        add(source, status, *((t[0].upper() + t[1:], t, same_call, None) for t in targets))
+
+    # -- conversations and contacts -----------------------------------------------------------------------
+    conversation = {"conversation_id": _ID}
+    add(
+        "startConversation",
+        "201",
+        ("RecordMessage", "recordMessage", conversation, None),
+        ("SelectConversationOutcome", "selectConversationOutcome", conversation, None),
+        ("CorrectConversationOutcome", "correctConversationOutcome", conversation, None),
+        ("CloseConversation", "closeConversation", conversation, None),
+        ("AttachConversationReference", "attachConversationReference", conversation, None),
+        ("GetConversation", "getConversation", conversation, None),
+        # a call inside the conversation, in the conversation's project
+        ("StartCall", "startCall", {}, {"conversation_id": _ID, "project_id": "$request.body#/project_id"}),
+    )
+    same_conversation = {"conversation_id": "$request.path.conversation_id"}
+    for source, status, targets in (
+        ("recordMessage", "201", ("selectConversationOutcome", "closeConversation", "getConversation")),
+        ("selectConversationOutcome", "201", ("closeConversation", "getConversation")),
+        ("closeConversation", "200", ("correctConversationOutcome", "getConversation")),
+        ("correctConversationOutcome", "201", ("getConversation",)),
+    ):
+        add(source, status, *((t[0].upper() + t[1:], t, same_conversation, None) for t in targets))
+    add("contactOptedOut", "201", ("StartCall", "startCall", {}, {"contact_id": _ID}))
+    return links
+
+
+LINKS: tuple[_Link, ...] = tuple(_links())
+
+
+def _operations(openapi: OpenAPI) -> dict[str, Operation]:
+    found: dict[str, Operation] = {}
+    for item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation: Operation | None = getattr(item, method, None)
+            if operation is not None and operation.operation_id:
+                found[operation.operation_id] = operation
+    return found
+
+
+def _error_response(description: str) -> OpenAPIResponse:
+    return OpenAPIResponse(
+        description=description,
+        content={"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Error"))},
+    )
+
+
+def _response(operation: Operation, status: str) -> OpenAPIResponse:
+    response = (operation.responses or {}).get(status)
+    if not isinstance(response, OpenAPIResponse):
+        raise LookupError(f"operation {operation.operation_id!r} documents no {status} response to link from")
+    return response
+
+
+def document(openapi: OpenAPI) -> OpenAPI:
+    """Add the links, the security scheme and the error responses; idempotent."""
+    operations = _operations(openapi)
+    components = openapi.components if isinstance(openapi.components, Components) else Components()
+    openapi.components = components
+    components.schemas["Error"] = ERROR_SCHEMA
+    components.security_schemes = {
+        SECURITY_SCHEME: SecurityScheme(
+            type="http",
+            scheme="bearer",
+            description=(
+                "An API key: 'Authorization: Bearer <key>'. A platform key may add 'X-Acting-For: agent:<id>', "
+                "'supervisor:<id>' or 'system'."
+            ),
+        )
+    }
+    openapi.security = [{SECURITY_SCHEME: []}]
+
+    for operation_id, operation in operations.items():
+        responses = operation.responses if operation.responses is not None else {}
+        operation.responses = responses
+        if operation_id in OPEN_OPERATIONS:
+            operation.security = []
+            continue
+        errors = dict(_ANY_ERRORS)
+        if not _is_read(openapi, operation):
+            errors |= _WRITE_ERRORS
+        if operation.request_body is not None:
+            errors |= _BODY_ERRORS
+        for status, description in errors.items():
+            responses[status] = _error_response(description)
+
+    if (metrics := operations.get("MetricsGet")) is not None:
+        metrics.summary = "Prometheus metrics"
+        metrics.responses = {
+            "200": OpenAPIResponse(
+                description="Prometheus text exposition format",
+                content={"text/plain": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))},
+            )
+        }
+
+    for link in LINKS:
+        if link.target not in operations:
+            raise LookupError(f"link {link.name!r} names no operation {link.target!r}")
+        response = _response(operations[link.source], link.status)
+        response.links = response.links or {}
+        response.links[link.name] = Link(
+            operation_id=link.target,
+            parameters=dict(link.parameters) or None,
+            request_body=dict(link.request_body) if link.request_body is not None else None,
+        )
+    return openapi
+
+
+def _is_read(openapi: OpenAPI, operation: Operation) -> bool:
+    return any(item.get is operation for item in (openapi.paths or {}).values())
+
+
+def links_of(schema: dict[str, Any]) -> dict[str, list[str]]:
+    """``{source operationId: [target operationId, ...]}`` in a rendered document (for tests and docs)."""
+    found: dict[str, list[str]] = {}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in operation.get("responses", {}).values():
+                for link in response.get("links", {}).values():
+                    found.setdefault(operation["operationId"], []).append(link["operationId"])
+    return found
