@@ -25,7 +25,7 @@ from events.store import (
 from events.store import IdempotencyKeyReused as StoredKeyReused
 from events.types import OutcomeDefinition, ProjectSettings
 from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
-from services.errors import Conflict, IdempotencyKeyReused, NotFound, OutcomeSetChanged
+from services.errors import Conflict, DomainError, IdempotencyKeyReused, NotFound, OutcomeSetChanged
 from services.idempotency import Idempotency, Receipt
 from services.interactions import (
     Call,
@@ -101,7 +101,14 @@ class Ledger(Application[UUID]):
         """Answer a repeat; else decide, then save atomically with the preconditions."""
         if (repeat := self._repeat(ctx, idempotency)) is not None:
             return repeat
-        events, expect = decide()
+        try:
+            events, expect = decide()
+        except DomainError:
+            # a twin of this request (same key, same body) may have committed since we
+            # looked: its result is the answer, not the rule it now trips over
+            if (repeat := self._repeat(ctx, idempotency)) is not None:
+                return repeat
+            raise
         own = [e for e in events if version_of is None or e.originator_id == version_of]
         version = own[-1].originator_version if own else 0
         receipt = Receipt(kind=kind, id=external_id, version=version, events=tuple(type(e).type_name for e in events))
