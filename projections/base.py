@@ -49,8 +49,11 @@ class View:
         value = self.client.hget(self.keys.tracking, self.name)
         return int(cast(bytes, value)) if value is not None else 0
 
-    def catch_up(self, until: int | None = None) -> int:
-        """Apply every event after the view's position (up to ``until``); returns how many."""
+    def catch_up(self, until: int | None = None, observe: Callable[[DomainEvent], None] | None = None) -> int:
+        """Apply every event after the view's position (up to ``until``); returns how many.
+
+        ``observe`` sees each event of a batch this call applied (after its commit).
+        """
         applied = 0
         while True:
             position = self.position()
@@ -61,8 +64,8 @@ class View:
             if not entries:
                 return applied
             increments: list[Increment] = []
-            for _entry_id, fields in entries:
-                event = self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
+            events = [self.mapper.decode(fields[b"t"].decode(), fields[b"s"]) for _, fields in entries]
+            for event in events:
                 increments.extend(self.function(self.keys, event))
             last = int(entries[-1][0].split(b"-")[0])
             done = self._apply(
@@ -71,6 +74,8 @@ class View:
             )
             if done:
                 applied += len(entries)
+                for event in events if observe else ():
+                    observe(event)  # type: ignore[misc]
             # else: another runner moved the position first; read it again
 
     def drop(self) -> None:

@@ -414,5 +414,27 @@ class Ledger(Application[UUID]):
             aggregate_id(ctx.tenant_id, "contact", contact_id),
         )
 
+    def record_quota_reached(self, tenant_id: str, project_id: str, outcome_code: str, selections: int) -> bool:
+        """True when this call recorded it; False when not reached, or recorded before."""
+        ctx = Context(tenant_id, "system", now())
+        events = rules.quota_reached(
+            self.catalogue(tenant_id), ctx, project_id=project_id, outcome_code=outcome_code, selections=selections
+        )
+        if not events:
+            return False
+        try:
+            self.save(*events, tenant=tenant_id)
+        except IntegrityError:
+            return False  # reached once already: version 1 exists
+        return True
+
+    def quota_reached(self, tenant_id: str, project_id: str, outcome_code: str) -> datetime | None:
+        """When the outcome reached its quota in the project, if it did."""
+        try:
+            events = list(self.events.get(aggregate_id(tenant_id, "quota", f"{project_id}/{outcome_code}"), limit=1))
+        except AggregateNotFoundError:
+            return None
+        return events[0].recorded_at if events else None  # type: ignore[attr-defined, no-any-return]
+
     def agent_outcome_codes(self, tenant_id: str, project_id: str) -> list[str]:
         return [o.definition.code for o in agent_outcomes(self.catalogue(tenant_id), project_id)]

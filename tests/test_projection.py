@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import msgspec
 import pytest
 
+from events.types import ProjectSettings
 from projections.outcome_counts import outcome_counts
 from services.config import Settings
+from services.rules import Context
+from services.rules import config as config_rules
 from tests.helpers import call_with_outcome, new_runtime, seed_project
 from workers.projections import GROUP, ProjectionRunner, ensure_group
 
@@ -72,3 +77,25 @@ def test_drop_and_rebuild_gives_identical_results(world) -> None:  # type: ignor
 def test_settings_from_env_defaults() -> None:
     settings = Settings.from_env()
     assert settings.shard and settings.key_prefix
+
+
+def test_quota_reached_is_recorded_once(redis_url: str, shard: str) -> None:
+    runtime = new_runtime(redis_url, shard)
+    seed_project(runtime, "acme")
+    ledger = runtime.ledger("acme")
+    admin = Context("acme", "admin:t", datetime.now(UTC))
+    quotas = ProjectSettings(name="Winter", direction="outbound", quotas={"SALE": 2})
+    ledger.configure(admin, "project", "winter", lambda c: config_rules.change_project(c, admin, "winter", quotas))
+    runner = ProjectionRunner(runtime.settings)
+    call_with_outcome(runtime, "acme", "q1", "SALE")
+    runner.settle(ledger.recorder.max_notification_id() or 0)
+    assert ledger.quota_reached("acme", "winter", "SALE") is None
+    call_with_outcome(runtime, "acme", "q2", "SALE")
+    call_with_outcome(runtime, "acme", "q3", "SALE")
+    runner.settle(ledger.recorder.max_notification_id() or 0)
+    assert ledger.quota_reached("acme", "winter", "SALE") is not None
+    runner.quotas.sweep()  # again, e.g. after a restart: still one
+    head = ledger.recorder.max_notification_id() or 0
+    topics = [n.topic for n in ledger.recorder.select_notifications(1, head)]
+    assert topics.count("QuotaReached") == 1
+    runtime.close()

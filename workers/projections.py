@@ -25,6 +25,8 @@ from projections.base import View
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import count_outcomes
 from services.config import Settings
+from services.runtime import Runtime
+from workers.quotas import QuotaWatcher
 
 GROUP = "projections"
 log = logging.getLogger("outcomes.projections")
@@ -61,10 +63,13 @@ class ProjectionRunner:
         self.client = redis.Redis.from_url(settings.redis_url)
         mapper = StructMapper(keys=SubjectKeys(self.client, settings.key_prefix))
         self.views = [View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper)]
+        self.runtime = Runtime(settings)
+        self.quotas = QuotaWatcher(self.runtime, self.keys)
 
     def settle(self, up_to: int) -> None:
         for view in self.views:
-            view.catch_up(until=up_to)
+            view.catch_up(until=up_to, observe=self.quotas.observe if view.name == OUTCOME_COUNTS else None)
+        self.quotas.flush()
 
     def reclaim(self, consumer: str, min_idle_ms: int) -> int:
         """Take over entries pending too long elsewhere, settle them, acknowledge them."""
@@ -118,6 +123,11 @@ def register(
     @app.on_startup
     async def create_group() -> None:
         ensure_group(runner.client, runner.keys.log, GROUP)
+
+    @app.after_startup
+    async def sweep_quotas() -> None:
+        await asyncio.to_thread(runner.settle, int(runner.client.hget(runner.keys.head, "n") or 0))  # type: ignore[arg-type]
+        await asyncio.to_thread(runner.quotas.sweep)
 
     background(app, reclaim_forever)
     return runner

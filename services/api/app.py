@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+import msgspec
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -18,6 +20,7 @@ from services.api.errors import HANDLERS
 from services.api.metrics import register_collector
 from services.api.openapi import document
 from services.config import Settings
+from services.errors import NotFound
 from services.permissions import Action
 from services.runtime import Runtime
 
@@ -43,6 +46,35 @@ async def get_outcome_counts(project_id: str, principal: Principal, state: State
 
     counts, position = await in_thread(read)
     return bodies.OutcomeCounts(project_id=project_id, counts=counts, position=position)
+
+
+class QuotaStatus(msgspec.Struct, frozen=True, kw_only=True):
+    outcome_code: str
+    quota: int
+    selections: int
+    reached_at: datetime | None
+
+
+@get("/v1/projects/{project_id:str}/quotas", summary="Quota status per outcome in a project", operation_id="getQuotas")
+async def get_quotas(project_id: str, principal: Principal, state: State) -> list[QuotaStatus]:
+    principal.require(Action.READ_REPORTS)
+    runtime = runtime_of(state)
+    ledger = await in_thread(runtime.ledger, principal.tenant_id)
+    catalogue = await in_thread(ledger.catalogue, principal.tenant_id)
+    project = catalogue.projects.get(project_id)
+    if project is None:
+        raise NotFound(f"project {project_id!r} not found")
+    keys = runtime.shard_keys(principal.tenant_id)
+    counts = await in_thread(outcome_counts, runtime.client, keys, principal.tenant_id, project_id)
+    return [
+        QuotaStatus(
+            outcome_code=code,
+            quota=quota,
+            selections=counts.get(code, 0),
+            reached_at=await in_thread(ledger.quota_reached, principal.tenant_id, project_id, code),
+        )
+        for code, quota in sorted(project.settings.quotas.items())
+    ]
 
 
 @get("/health", summary="Liveness and Redis reachability", operation_id="health")

@@ -27,6 +27,7 @@ from events.types import (
     OutcomeCorrected,
     OutcomeDefinition,
     OutcomeSelected,
+    QuotaReached,
     RecordingAttached,
     WrapUpTimerSet,
 )
@@ -734,6 +735,28 @@ def close_conversation(
         )
     )
     return events
+
+
+def quota_reached(
+    catalogue: Catalogue, ctx: Context, *, project_id: str, outcome_code: str, selections: int
+) -> list[DomainEvent]:
+    """Once an outcome has its quota of selections in a project: one ``QuotaReached``,
+    on an aggregate of its own at version 1, so it can be written only once."""
+    quota = _project(catalogue, project_id).settings.quotas.get(outcome_code)
+    if quota is None or selections < quota:
+        return []
+    return [
+        make(
+            QuotaReached,
+            aggregate_id(ctx.tenant_id, "quota", f"{project_id}/{outcome_code}"),
+            1,
+            ctx,
+            project_id=project_id,
+            outcome_code=outcome_code,
+            quota=quota,
+            occurred_at=ctx.recorded_at,
+        )
+    ]
 
 
 def wrap_up_timed_out(
