@@ -100,6 +100,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         config_routes.router,
         interaction_routes.router,
         get_outcome_counts,
+        get_quotas,
         health,
         PrometheusController,
     ]
