@@ -47,7 +47,7 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     type_name: ClassVar[str] = ""
     type_version: ClassVar[int] = 1
-    #: names of str fields holding personal data, encrypted per data subject
+    #: names of fields holding personal data (a str, or a tuple of str), encrypted per data subject
     personal: ClassVar[tuple[str, ...]] = ()
 
     def data_subject(self) -> str | None:
@@ -170,6 +170,17 @@ def unseal(key: bytes | None, value: str, context: bytes) -> str:
     return AESGCM(key).decrypt(raw[:12], raw[12:], context).decode()
 
 
+def _map_text(value: str | tuple[str, ...], fn: Callable[[str], str]) -> str | tuple[str, ...]:
+    """Personal fields are a text or a tuple of texts (e.g. a contact's numbers)."""
+    return fn(value) if isinstance(value, str) else tuple(fn(v) for v in value)
+
+
+def _is_sealed(value: object) -> bool:
+    if isinstance(value, str):
+        return value.startswith(_SEALED)
+    return isinstance(value, tuple) and any(isinstance(v, str) and v.startswith(_SEALED) for v in value)
+
+
 class StructMapper(Mapper[UUID]):
     """eventsourcing Mapper for msgspec event Structs (see module docstring).
 
@@ -206,7 +217,9 @@ class StructMapper(Mapper[UUID]):
                 key = self.keys.key_for(event.tenant_id, subject, create=True)
                 assert key is not None
                 context = self._context(event, subject)
-                event = msgspec.structs.replace(event, **{f: seal(key, v, context) for f, v in values.items()})
+                event = msgspec.structs.replace(
+                    event, **{f: _map_text(v, lambda t: seal(key, t, context)) for f, v in values.items()}
+                )
         state = _encoder.encode(_Envelope(cls.type_version, msgspec.Raw(_encoder.encode(event))))
         return StoredEvent(
             originator_id=event.originator_id,
@@ -233,10 +246,11 @@ class StructMapper(Mapper[UUID]):
         subject = event.data_subject()
         if not cls.personal or subject is None:
             return event
-        sealed = {f: getattr(event, f) for f in cls.personal if isinstance(getattr(event, f), str)}
-        sealed = {f: v for f, v in sealed.items() if v.startswith(_SEALED)}
+        sealed = {f: getattr(event, f) for f in cls.personal if _is_sealed(getattr(event, f))}
         if not sealed:
             return event
         key = self.keys.key_for(event.tenant_id, subject, create=False) if self.keys else None
         context = self._context(event, subject)
-        return msgspec.structs.replace(event, **{f: unseal(key, v, context) for f, v in sealed.items()})
+        return msgspec.structs.replace(
+            event, **{f: _map_text(v, lambda t: unseal(key, t, context)) for f, v in sealed.items()}
+        )

@@ -339,6 +339,24 @@ class MessageRecorded(_Fact, frozen=True, kw_only=True):
         return f"contact:{self.contact_id}" if self.contact_id else f"conversation:{self.conversation_id}"
 
 
+@event_type("ContactSaved", 1)
+class ContactSaved(DomainEvent, frozen=True, kw_only=True):
+    """A contact as the rules need it: numbers, time zone, company, list."""
+
+    contact_id: str
+    name: str | None = None
+    #: E.164 numbers: personal data
+    numbers: tuple[str, ...] = ()
+    time_zone: str = "UTC"
+    company_id: str | None = None
+    contact_list: str | None = None
+
+    personal: ClassVar[tuple[str, ...]] = ("name", "numbers")
+
+    def data_subject(self) -> str | None:
+        return f"contact:{self.contact_id}"
+
+
 @event_type("ContactOptedOut", 1)
 class ContactOptedOut(_Fact, frozen=True, kw_only=True):
     contact_id: str

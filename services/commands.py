@@ -194,6 +194,21 @@ def _conversation_reference(
     )
 
 
+def _save_contact(
+    ledger: Ledger, ctx: Context, contact_id: str, d: bodies.ContactBody, key: Idempotency | None
+) -> Receipt:
+    return ledger.save_contact(
+        ctx,
+        contact_id=contact_id,
+        name=d.name,
+        numbers=d.numbers,
+        time_zone=d.time_zone,
+        company_id=d.company_id,
+        contact_list=d.contact_list,
+        idempotency=key,
+    )
+
+
 def _opt_out(ledger: Ledger, ctx: Context, contact_id: str, d: bodies.OptOutBody, key: Idempotency | None) -> Receipt:
     return ledger.opt_out(ctx, contact_id=contact_id, channel=d.channel, occurred_at=d.occurred_at, idempotency=key)
 
@@ -216,6 +231,7 @@ COMMANDS: dict[str, Command] = {
         Command("conversation.correction", bodies.CorrectOutcome, _C, "conversation_id", _correct_conversation),
         Command("conversation.closed", bodies.CloseBody, _F, "conversation_id", _close),
         Command("conversation.reference", bodies.ReferenceBody, _F, "conversation_id", _conversation_reference),
+        Command("contact.saved", bodies.ContactBody, _F, "contact_id", _save_contact),
         Command("contact.opted_out", bodies.OptOutBody, _F, "contact_id", _opt_out),
     ]
 }

@@ -148,3 +148,7 @@ class FactConflict(Conflict):
 class RateLimited(DomainError):
     status = 429
     code = "rate_limited"
+
+
+class InvalidContact(DomainError):
+    code = "invalid_contact"

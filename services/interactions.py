@@ -17,6 +17,7 @@ from events.types import (
     CallStarted,
     CallUnanswered,
     ContactOptedOut,
+    ContactSaved,
     ConversationClosed,
     ConversationStarted,
     FlowRedirected,
@@ -119,6 +120,12 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     tenant_id: str
     contact_id: str
+    name: str | None = None
+    numbers: tuple[str, ...] = ()
+    time_zone: str = "UTC"
+    company_id: str | None = None
+    contact_list: str | None = None
+    #: channels the contact opted out of (a STOP reply: "sms")
     opted_out: tuple[str, ...] = ()
 
 
@@ -271,6 +278,19 @@ def _(event: RecordingAttached, state: Conversation | None) -> Conversation:
 @singledispatch
 def _contact(event: DomainEvent, state: Contact | None) -> Contact:
     raise TypeError(f"a contact does not apply {type(event).__name__}")
+
+
+@_contact.register
+def _(event: ContactSaved, state: Contact | None) -> Contact:
+    base = state or Contact(id=event.originator_id, version=0, tenant_id=event.tenant_id, contact_id=event.contact_id)
+    return msgspec.structs.replace(
+        base,
+        name=event.name,
+        numbers=event.numbers,
+        time_zone=event.time_zone,
+        company_id=event.company_id,
+        contact_list=event.contact_list,
+    )
 
 
 @_contact.register

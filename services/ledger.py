@@ -387,6 +387,39 @@ class Ledger(Application[UUID]):
             aggregate_id(ctx.tenant_id, "conversation", conversation_id),
         )
 
+    def save_contact(
+        self,
+        ctx: Context,
+        *,
+        contact_id: str,
+        name: str | None,
+        numbers: tuple[str, ...],
+        time_zone: str,
+        company_id: str | None,
+        contact_list: str | None,
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        return self._run(
+            ctx,
+            idempotency,
+            "contact",
+            contact_id,
+            lambda: (
+                rules.save_contact(
+                    self.contact(ctx.tenant_id, contact_id),
+                    ctx,
+                    contact_id=contact_id,
+                    name=name,
+                    numbers=numbers,
+                    time_zone=time_zone,
+                    company_id=company_id,
+                    contact_list=contact_list,
+                ),
+                (),
+            ),
+            aggregate_id(ctx.tenant_id, "contact", contact_id),
+        )
+
     def opt_out(
         self,
         ctx: Context,

@@ -109,3 +109,21 @@ def test_old_versions_are_upcast_on_read() -> None:
 def test_unknown_type_names_are_refused() -> None:
     with pytest.raises(LookupError, match="unknown event type"):
         StructMapper().decode("NoSuchEvent", b"")
+
+
+def test_tuples_of_personal_texts_are_sealed_element_by_element(redis_client: redis.Redis) -> None:
+    from events.types import ContactSaved
+
+    keys = SubjectKeys(redis_client, prefix="t" + uuid.uuid4().hex)
+    mapper = StructMapper(keys=keys)
+    event = ContactSaved(
+        originator_id=uuid.uuid4(), originator_version=1, recorded_at=datetime(2026, 11, 22, tzinfo=UTC),
+        tenant_id="acme", actor="system", contact_id="k1", name="Ann Example",
+        numbers=("+358401234567", "+358501234567"), time_zone="Europe/Helsinki",
+    )
+    stored = mapper.to_stored_event(event)
+    assert b"401234567" not in stored.state and b"Ann" not in stored.state
+    assert mapper.to_domain_event(stored) == event
+    keys.destroy("acme", "contact:k1")
+    erased = StructMapper(keys=SubjectKeys(redis_client, prefix=keys.prefix)).to_domain_event(stored)
+    assert erased.numbers == (ERASED, ERASED) and erased.name == ERASED and erased.time_zone == "Europe/Helsinki"

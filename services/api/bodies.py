@@ -155,9 +155,23 @@ class ReferenceBody(_Body, frozen=True, kw_only=True):
     occurred_at: Moment
 
 
+class ContactBody(_Body, frozen=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    numbers: Annotated[tuple[Phone, ...], msgspec.Meta(max_length=20)] = ()
+    time_zone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
+    company_id: ExternalId | None = None
+    contact_list: ExternalId | None = None
+
+
 class OptOutBody(_Body, frozen=True, kw_only=True):
     channel: Literal["sms", "voice", "email", "all"] = "sms"
     occurred_at: Moment
+
+
+def _finite_revenue(revenue: Decimal | None) -> None:
+    # msgspec decodes "NaN", "sNaN" and "Infinity" into Decimals; no amount of money is one
+    if revenue is not None and not revenue.is_finite():
+        raise ValueError("revenue must be a finite decimal number")
 
 
 class SelectOutcome(_Body, frozen=True, kw_only=True):
@@ -165,6 +179,9 @@ class SelectOutcome(_Body, frozen=True, kw_only=True):
     occurred_at: Moment
     revenue: Decimal | None = None
     agent_id: ExternalId | None = None
+
+    def __post_init__(self) -> None:
+        _finite_revenue(self.revenue)
 
 
 class CorrectOutcome(_Body, frozen=True, kw_only=True):
@@ -174,6 +191,9 @@ class CorrectOutcome(_Body, frozen=True, kw_only=True):
     revenue: Decimal | None = None
     #: lift the do-not-call / final the corrected selection created
     lift_suppressions: bool = False
+
+    def __post_init__(self) -> None:
+        _finite_revenue(self.revenue)
 
 
 class OutcomeCounts(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Request, Router, get, post, put
 from litestar.datastructures import State
 
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
 from services.commands import COMMANDS
+from services.errors import NotFound
 from services.idempotency import Receipt
-from services.interactions import Call, Conversation
+from services.interactions import Call, Contact, Conversation
 from services.permissions import Action
 
 Req = Request[Any, Any, Any]
@@ -172,6 +173,13 @@ async def conversation_reference(
     return await _do("conversation.reference", conversation_id, data, principal, state, request)
 
 
+@put("/contacts/{contact_id:str}", operation_id="saveContact", summary="Create or replace a contact")
+async def save_contact(
+    contact_id: str, data: bodies.ContactBody, principal: Principal, state: State, request: Req
+) -> Receipt:
+    return await _do("contact.saved", contact_id, data, principal, state, request)
+
+
 @post(
     "/contacts/{contact_id:str}/opt-out",
     status_code=201,
@@ -199,6 +207,16 @@ async def get_conversation(conversation_id: str, principal: Principal, state: St
     return await in_thread(ledger.conversation, principal.tenant_id, conversation_id)
 
 
+@get("/contacts/{contact_id:str}", operation_id="getContact", summary="A contact as the rules know it")
+async def get_contact(contact_id: str, principal: Principal, state: State) -> Contact:
+    principal.require_any(Action.READ_REPORTS, Action.REPORT_FACTS)
+    ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
+    contact = await in_thread(ledger.contact, principal.tenant_id, contact_id)
+    if contact is None:
+        raise NotFound(f"contact {contact_id!r} not found")
+    return contact
+
+
 router = Router(
     path="/v1",
     route_handlers=[
@@ -216,8 +234,10 @@ router = Router(
         correct_conversation,
         close,
         conversation_reference,
+        save_contact,
         opt_out,
         get_call,
         get_conversation,
+        get_contact,
     ],
 )

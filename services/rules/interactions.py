@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from events.codec import DomainEvent
 from events.types import (
@@ -20,6 +21,7 @@ from events.types import (
     CallStarted,
     CallUnanswered,
     ContactOptedOut,
+    ContactSaved,
     ConversationClosed,
     ConversationStarted,
     FlowRedirected,
@@ -40,6 +42,7 @@ from services.errors import (
     FactConflict,
     ImpossibleHistory,
     InteractionIsClosed,
+    InvalidContact,
     NegativeRevenue,
     NotFound,
     NothingToCorrect,
@@ -367,6 +370,38 @@ def attach_reference(
             kind=kind,
             reference=reference,
             occurred_at=occurred_at,
+        )
+    ]
+
+
+def save_contact(
+    contact: Contact | None,
+    ctx: Context,
+    *,
+    contact_id: str,
+    name: str | None,
+    numbers: tuple[str, ...],
+    time_zone: str,
+    company_id: str | None,
+    contact_list: str | None,
+) -> list[DomainEvent]:
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidContact(f"unknown time zone {time_zone!r}") from None
+    version = contact.version + 1 if contact else 1
+    return [
+        make(
+            ContactSaved,
+            aggregate_id(ctx.tenant_id, "contact", contact_id),
+            version,
+            ctx,
+            contact_id=contact_id,
+            name=name,
+            numbers=numbers,
+            time_zone=time_zone,
+            company_id=company_id,
+            contact_list=contact_list,
         )
     ]
 
