@@ -57,8 +57,9 @@ class Scheduler:
 
     def claim(self, now_ms: int | None = None, count: int = 100) -> list[Timer]:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        members = cast(list[bytes], self._claim(keys=[self.keys.timers, self.leased],
-                                                args=[now_ms, self.lease_ms, count]))
+        members = cast(
+            list[bytes], self._claim(keys=[self.keys.timers, self.leased], args=[now_ms, self.lease_ms, count])
+        )
         return [decode_timer(m) for m in members]
 
     def complete(self, timer: Timer) -> None:
