@@ -41,15 +41,23 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def api(host: str, port: int) -> None:
+@click.option("--workers", default=1, show_default=True, type=int, help="API processes (stateless; share the port)")
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+def api(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (REDIS_URL must point at Redis)."""
     import uvicorn
 
-    from services.api.app import create_app
-
     settings = _settings()
     _check_durability(settings)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    uvicorn.run(
+        "services.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=access_log,
+    )
 
 
 @main.command()
