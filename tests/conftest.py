@@ -46,3 +46,20 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def shard() -> str:
     """A shard name no other test uses, so tests never see each other's keys."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name every case of eventsourcing's conformance suite that ran, and how it ended."""
+    cases = [
+        (outcome, report.nodeid)
+        for outcome in ("passed", "failed", "error", "skipped")
+        for report in terminalreporter.stats.get(outcome, [])
+        if "test_conformance.py" in getattr(report, "nodeid", "") and getattr(report, "when", "call") == "call"
+    ]
+    if not cases:
+        return
+    terminalreporter.section("eventsourcing conformance suite (eventsourcing/tests/persistence.py) on Redis")
+    for outcome, nodeid in sorted(cases, key=lambda c: c[1]):
+        terminalreporter.write_line(f"{outcome.upper():8} {nodeid.split('::', 1)[1]}")
+    passed = sum(1 for outcome, _ in cases if outcome == "passed")
+    terminalreporter.write_line(f"{passed} of {len(cases)} conformance cases passed")
