@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -17,6 +17,12 @@ from events.codec import DomainEvent, event_type
 
 # -- value types ----------------------------------------------------------------------------
 
+Seconds = Annotated[int, msgspec.Meta(ge=0, le=10 * 365 * 86_400)]
+PositiveSeconds = Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86_400)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")]
+Weekday = Annotated[int, msgspec.Meta(ge=0, le=6, description="0 = Monday")]
+Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Revenue = Literal["none", "optional", "required"]
 Polarity = Literal["positive", "neutral", "negative"]
 Interaction = Literal["call", "conversation"]
@@ -51,25 +57,25 @@ class DoNotCallSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class RecallSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    delay_seconds: int
-    max_attempts: int = 3
+    delay_seconds: Seconds
+    max_attempts: Count = 3
     agent_may_change_time: bool = False
     owner: Literal["agent", "anyone"] = "anyone"
     #: an agent-owned recall is handed to anyone after this long without a call-back
-    handover_after_seconds: int | None = None
+    handover_after_seconds: PositiveSeconds | None = None
 
 
 class WaitingPeriodSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """No automatic calls for a while; longer when the same outcome repeats."""
 
-    seconds: int
-    repeat_seconds: int | None = None
+    seconds: PositiveSeconds
+    repeat_seconds: PositiveSeconds | None = None
 
 
 class FollowUpSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     owner_team: str | None = None
     owner_role: str | None = None
-    due_within_seconds: int = 86_400
+    due_within_seconds: PositiveSeconds = 86_400
 
 
 class ContactHandling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -98,8 +104,8 @@ class OutcomeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     selectable: bool = True
     applies_to: tuple[Interaction, ...] = ("call", "conversation")
     selectable_after_interaction: bool = False
-    min_call_seconds: int | None = None
-    max_call_seconds: int | None = None
+    min_call_seconds: Seconds | None = None
+    max_call_seconds: Seconds | None = None
     shortcut_key: str | None = None
     #: telephony status implied for a call whose platform reported none
     telephony_status: TelephonyStatus | None = None
@@ -121,21 +127,21 @@ class OutcomeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
 class WrapUp(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     mode: Literal["optional", "mandatory", "mandatory_with_timeout"] = "optional"
-    timeout_seconds: int | None = None
+    timeout_seconds: PositiveSeconds | None = None
     timeout_outcome: str | None = None
 
 
 class CallingHours(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Local time of the contact; weekdays 0 = Monday."""
 
-    start: str = "08:00"
-    end: str = "20:00"
-    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    start: ClockTime = "08:00"
+    end: ClockTime = "20:00"
+    weekdays: tuple[Weekday, ...] = (0, 1, 2, 3, 4)
 
 
 class TargetMix(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    shares: dict[str, float]  # outcome code -> expected share (0..1)
-    tolerance: float = 0.05
+    shares: dict[str, Share]  # outcome code -> expected share
+    tolerance: Share = 0.05
 
 
 class ProjectSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -146,7 +152,7 @@ class ProjectSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     auto_close_without_outcome: bool = False
     keep_conversation_active_when_outbound_unanswered: bool = False
     wrap_up: WrapUp = WrapUp()
-    quotas: dict[str, int] = {}
+    quotas: dict[str, Count] = {}
     calling_hours: CallingHours | None = None
     target_mix: TargetMix | None = None
 

@@ -152,3 +152,14 @@ class RateLimited(DomainError):
 
 class InvalidContact(DomainError):
     code = "invalid_contact"
+
+
+class TeamExists(Conflict):
+    code = "team_exists"
+
+
+class BadRequest(DomainError):
+    """A malformed request header (the body's own faults are validation errors)."""
+
+    status = 400
+    code = "invalid_request"

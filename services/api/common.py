@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException
 
 from events.codec import now
-from services.errors import Forbidden
+from services.errors import BadRequest, Forbidden
 from services.idempotency import Idempotency
 from services.ledger import Ledger
 from services.permissions import Action, Role, may
@@ -52,7 +52,7 @@ def _actor(key: ApiKey, acting_for: str | None) -> str:
         kind, _, who = acting_for.partition(":")
         if acting_for == "system" or (kind in {"agent", "supervisor"} and who):
             return acting_for
-        raise Forbidden("X-Acting-For must be 'agent:<id>', 'supervisor:<id>' or 'system'")
+        raise BadRequest("X-Acting-For must be 'agent:<id>', 'supervisor:<id>' or 'system'")
     if key.role is Role.PLATFORM:
         return "system"  # what the platform's dialer detected
     return f"{key.role.value}:{key.key_id}"
@@ -76,7 +76,7 @@ async def idempotency(request: Request[Any, Any, Any]) -> Idempotency | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 200:
-        raise Forbidden("Idempotency-Key must be 1-200 characters")
+        raise BadRequest("Idempotency-Key must be 1-200 characters")
     body = await request.body()
     return Idempotency.of(key, request.method.encode(), request.url.path.encode(), body)
 

@@ -55,6 +55,7 @@ async def search(principal: Principal, state: State, q: str = "", project_id: st
 async def change_global(
     code: str, data: bodies.OutcomeBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
+    principal.require(Action.CONFIGURE)
     if data.code != code:
         raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
     return await command(
@@ -219,6 +220,7 @@ async def define_project_outcome(
 async def change_project_outcome(
     project_id: str, code: str, data: bodies.OutcomeBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
+    principal.require(Action.CONFIGURE)
     if data.code != code:
         raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
     return await command(

@@ -54,6 +54,7 @@ from services.errors import (
     OutcomeRetiredError,
     ProjectExists,
     ShortcutKeyClash,
+    TeamExists,
     TemplateHasTags,
 )
 from services.rules import Context, make
@@ -446,7 +447,7 @@ def register_agent(catalogue: Catalogue, ctx: Context, agent_id: str, name: str)
 
 def create_team(catalogue: Catalogue, ctx: Context, team_id: str, name: str) -> list[_CatalogueChange]:
     if team_id in catalogue.teams:
-        raise DuplicateOutcome(f"team {team_id!r} already exists")
+        raise TeamExists(f"team {team_id!r} already exists")
     event = make(TeamCreated, catalogue.id, _next(catalogue), ctx, team_id=team_id, name=name)
     return [_finalise(catalogue, event)]
 

@@ -188,6 +188,11 @@ def call_unanswered(
             return []
         raise FactConflict(f"call {call.call_id!r} was already reported {call.unanswered_status}")
     _before(occurred_at, call.started_at, f"call {call.call_id!r} cannot be unanswered before it started")
+    if call.ended_at is not None and occurred_at > call.ended_at:
+        raise ImpossibleHistory(
+            f"call {call.call_id!r} cannot be reported unanswered at {occurred_at.isoformat()}, "
+            f"after it ended at {call.ended_at.isoformat()}"
+        )
     events: list[DomainEvent] = [
         make(
             CallUnanswered,
@@ -447,6 +452,11 @@ def _ext_id(interaction: Interaction) -> str:
 def check_choice(catalogue: Catalogue, interaction: Interaction, ctx: Context, choice: Choice) -> OutcomeDefinition:
     """The selection rules every selection and correction obeys; returns the definition."""
     kind = _kind(interaction)
+    _before(
+        choice.occurred_at,
+        interaction.started_at,
+        f"an outcome cannot be selected before {kind} {_ext_id(interaction)!r} started",
+    )
     outcome = active_set(catalogue, interaction.project_id).get(choice.code)
     if outcome is None:
         raise OutcomeNotInProject(
