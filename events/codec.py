@@ -42,8 +42,10 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
     #: when Outcome Ledger recorded the event (ours, UTC)
     recorded_at: datetime
     tenant_id: str
-    #: who caused it: "key:<key id>", "agent:<id>", "supervisor:<id>" or "system"
+    #: who caused it: "<role>:<key id>", "agent:<id>", "supervisor:<id>" or "system"
     actor: str
+    #: the API key (or "ingest") through which it came, when not the same as the actor
+    key_id: str | None = None
 
     type_name: ClassVar[str] = ""
     type_version: ClassVar[int] = 1

@@ -126,7 +126,8 @@ class OutcomeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
 
 class WrapUp(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    mode: Literal["optional", "mandatory", "mandatory_with_timeout"] = "optional"
+    #: by default agents must record an outcome (seeds 000, 001)
+    mode: Literal["optional", "mandatory", "mandatory_with_timeout"] = "mandatory"
     timeout_seconds: PositiveSeconds | None = None
     timeout_outcome: str | None = None
 
@@ -191,6 +192,8 @@ class OutcomeChanged(_CatalogueChange, frozen=True, kw_only=True):
     definition: OutcomeDefinition
     project_id: str | None = None
     hidden_in: tuple[str, ...] = ()
+    #: a global outcome's availability, when the change sets it
+    availability: Literal["all", "assigned"] | None = None
 
 
 @event_type("OutcomeRetired", 1)

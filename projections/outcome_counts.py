@@ -24,7 +24,7 @@ def counts_key(keys: ShardKeys, tenant_id: str, project_id: str) -> str:
 
 
 def count_outcomes(keys: ShardKeys, event: DomainEvent) -> Iterable[Increment]:
-    if isinstance(event, OutcomeSelected) and event.interaction == "call":
+    if isinstance(event, OutcomeSelected) and event.interaction == "call" and not event.late:
         yield (counts_key(keys, event.tenant_id, event.project_id), event.outcome_code, 1)
     elif isinstance(event, OutcomeCorrected) and event.interaction == "call":
         key = counts_key(keys, event.tenant_id, event.project_id)

@@ -190,7 +190,11 @@ def _(event: OutcomeChanged, state: Catalogue | None) -> Catalogue:
     assert state is not None
     code = event.definition.code
     if event.project_id is None:
-        g = msgspec.structs.replace(state.outcomes[code], definition=event.definition)
+        g = msgspec.structs.replace(
+            state.outcomes[code],
+            definition=event.definition,
+            availability=event.availability or state.outcomes[code].availability,
+        )
         outcomes = {**state.outcomes, code: g}
         return msgspec.structs.replace(
             state, outcomes=outcomes, projects=_hide_in(state.projects, code, event.hidden_in)

@@ -141,13 +141,14 @@ def tenant() -> None:
 @click.option("--time-zone", default="UTC", show_default=True)
 def tenant_create(tenant_id: str, name: str | None, time_zone: str) -> None:
     """Create a tenant and print its first admin API key (shown once)."""
+    from services.errors import DomainError
     from services.registry import TenantExists
     from services.runtime import Runtime
 
     runtime = Runtime(_settings())
     try:
         _record, secret = runtime.create_tenant(tenant_id, name or tenant_id, time_zone)
-    except (TenantExists, ValueError) as error:
+    except (TenantExists, ValueError, DomainError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         runtime.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import msgspec
 
 
-class Receipt(msgspec.Struct, frozen=True, kw_only=True):
+class Receipt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What a write answers; a repeat with the same idempotency key gets the same."""
 
     kind: str
@@ -16,6 +16,8 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     #: event types written, in order (empty for a fact already recorded)
     events: tuple[str, ...] = ()
+    #: auto-close projects a tenant-level change left the outcome hidden in (PRODUCT.md §1)
+    hidden_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,6 @@ def handle(ledger: Ledger, tenant_id: str, entry_id: str, fields: dict[bytes, by
     key_text = _text(fields, "key") or f"ingest:{entry_id}"
     key = Idempotency.of(key_text, entry_type.encode(), target.encode(), raw)
     try:
-        return command.run(ledger, Context(tenant_id, actor, now()), target, body, key)
+        return command.run(ledger, Context(tenant_id, actor, now(), "ingest"), target, body, key)
     except DomainError as error:
         return Rejection(error.status, error.code, error.message)

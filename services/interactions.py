@@ -64,6 +64,8 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     ended_at: datetime | None = None
     termination_reason: str = ""
     outcome: Selection | None = None
+    #: business results attributed after the call had its outcome (selectable after the interaction)
+    late_results: tuple[Selection, ...] = ()
     wrap_up_due_at: datetime | None = None
     references: tuple[str, ...] = ()
 
@@ -111,8 +113,16 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def closing_outcome(self) -> Selection | None:
-        """The outcome that counts in the mix: the last one (the one that closed it)."""
-        return self.outcomes[-1] if self.outcomes else None
+        """The outcome that counts in the mix: the last one selected while it was open (late
+        business results after close do not replace it)."""
+        index = self._closing_index()
+        return self.outcomes[index] if index is not None else None
+
+    def _closing_index(self) -> int | None:
+        for i in range(len(self.outcomes) - 1, -1, -1):
+            if not self.outcomes[i].late:
+                return i
+        return None
 
 
 class Contact(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,6 +206,8 @@ def _(event: CallEnded, state: Call | None) -> Call:
 @_call.register
 def _(event: OutcomeSelected, state: Call | None) -> Call:
     assert state is not None
+    if event.late:
+        return msgspec.structs.replace(state, late_results=(*state.late_results, _selection(event)))
     return msgspec.structs.replace(state, outcome=_selection(event), wrap_up_due_at=None)
 
 
@@ -254,7 +266,10 @@ def _(event: OutcomeSelected, state: Conversation | None) -> Conversation:
 @_conversation.register
 def _(event: OutcomeCorrected, state: Conversation | None) -> Conversation:
     assert state is not None
-    return msgspec.structs.replace(state, outcomes=(*state.outcomes[:-1], _correction(event)))
+    index = state._closing_index()
+    assert index is not None  # the rules correct only a conversation that has its outcome
+    outcomes = (*state.outcomes[:index], _correction(event), *state.outcomes[index + 1 :])
+    return msgspec.structs.replace(state, outcomes=outcomes)
 
 
 @_conversation.register

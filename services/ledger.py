@@ -23,7 +23,7 @@ from events.store import (
     VersionConflict,
 )
 from events.store import IdempotencyKeyReused as StoredKeyReused
-from events.types import OutcomeDefinition, ProjectSettings
+from events.types import OutcomeCorrected, OutcomeDefinition, OutcomeSelected, ProjectSettings
 from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
 from services.errors import Conflict, DomainError, IdempotencyKeyReused, NotFound, OutcomeSetChanged
 from services.idempotency import Idempotency, Receipt
@@ -43,6 +43,9 @@ from services.rules.interactions import Choice
 from services.timers import timers_for
 
 S = TypeVar("S")
+
+#: decisions taken again when a configuration change elsewhere raced the save
+MAX_ATTEMPTS = 3
 
 
 class OutcomeSet(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,20 +101,57 @@ class Ledger(Application[UUID]):
         decide: Callable[[], tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]],
         version_of: UUID | None = None,
     ) -> Receipt:
-        """Answer a repeat; else decide, then save atomically with the preconditions."""
+        """Answer a repeat; else decide, then save atomically with the preconditions.
+
+        A save that finds the tenant's configuration moved since the decision is decided
+        again on the new state -- unless what moved is the outcome set the decision was
+        checked against: then the write fails with a conflict (PRODUCT.md §2).
+        """
         if (repeat := self._repeat(ctx, idempotency)) is not None:
             return repeat
-        try:
-            events, expect = decide()
-        except DomainError:
-            # a twin of this request (same key, same body) may have committed since we
-            # looked: its result is the answer, not the rule it now trips over
-            if (repeat := self._repeat(ctx, idempotency)) is not None:
-                return repeat
-            raise
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                events, expect = decide()
+            except DomainError:
+                # a twin of this request (same key, same body) may have committed since we
+                # looked: its result is the answer, not the rule it now trips over
+                if (repeat := self._repeat(ctx, idempotency)) is not None:
+                    return repeat
+                raise
+            try:
+                return self._save(ctx, idempotency, kind, external_id, events, expect, version_of)
+            except VersionConflict:
+                if self._outcome_set_moved(ctx.tenant_id, events):
+                    break
+        raise OutcomeSetChanged("the project's outcome set changed while the request was checked; reload it and retry")
+
+    def _outcome_set_moved(self, tenant_id: str, events: Sequence[DomainEvent]) -> bool:
+        checked = {
+            (e.project_id, e.outcome_set_version) for e in events if isinstance(e, OutcomeSelected | OutcomeCorrected)
+        }
+        projects = self.catalogue(tenant_id).projects
+        return any(p not in projects or projects[p].set_version != v for p, v in checked)
+
+    def _save(
+        self,
+        ctx: Context,
+        idempotency: Idempotency | None,
+        kind: str,
+        external_id: str,
+        events: Sequence[DomainEvent],
+        expect: Sequence[tuple[UUID, int]],
+        version_of: UUID | None,
+    ) -> Receipt:
         own = [e for e in events if version_of is None or e.originator_id == version_of]
         version = own[-1].originator_version if own else 0
-        receipt = Receipt(kind=kind, id=external_id, version=version, events=tuple(type(e).type_name for e in events))
+        hidden_in = tuple(sorted({p for e in events for p in getattr(e, "hidden_in", ())}))
+        receipt = Receipt(
+            kind=kind,
+            id=external_id,
+            version=version,
+            events=tuple(type(e).type_name for e in events),
+            hidden_in=hidden_in,
+        )
         if not events:
             return receipt
         kwargs: dict[str, Any] = {"tenant": ctx.tenant_id}
@@ -135,9 +175,7 @@ class Ledger(Application[UUID]):
                 f"idempotency key {idempotency.key if idempotency else ''!r} was already used with a different request"
             ) from None
         except VersionConflict:
-            raise OutcomeSetChanged(
-                "the project's outcome set changed while the request was checked; reload it and retry"
-            ) from None
+            raise
         except IntegrityError:
             raise Conflict(f"{kind} {external_id!r} was changed concurrently; reload and retry") from None
         return receipt

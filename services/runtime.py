@@ -16,6 +16,7 @@ from services.errors import NotFound, RateLimited
 from services.ledger import Ledger
 from services.permissions import Role
 from services.registry import ApiKey, Registry
+from services.rules.config import check_time_zone
 
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -55,6 +56,7 @@ class Runtime:
         """Register the tenant on the default shard, record it, and issue its first admin key."""
         if not _TENANT_ID.match(tenant_id):
             raise ValueError("tenant id: 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")
+        check_time_zone(time_zone)  # before the id is taken
         shard = self.settings.shard
         self.registry.assign_shard(tenant_id, shard)
         self.ledger_for_shard(shard).create_tenant(tenant_id, name, time_zone)

@@ -117,9 +117,15 @@ def test_tuples_of_personal_texts_are_sealed_element_by_element(redis_client: re
     keys = SubjectKeys(redis_client, prefix="t" + uuid.uuid4().hex)
     mapper = StructMapper(keys=keys)
     event = ContactSaved(
-        originator_id=uuid.uuid4(), originator_version=1, recorded_at=datetime(2026, 11, 22, tzinfo=UTC),
-        tenant_id="acme", actor="system", contact_id="k1", name="Ann Example",
-        numbers=("+358401234567", "+358501234567"), time_zone="Europe/Helsinki",
+        originator_id=uuid.uuid4(),
+        originator_version=1,
+        recorded_at=datetime(2026, 11, 22, tzinfo=UTC),
+        tenant_id="acme",
+        actor="system",
+        contact_id="k1",
+        name="Ann Example",
+        numbers=("+358401234567", "+358501234567"),
+        time_zone="Europe/Helsinki",
     )
     stored = mapper.to_stored_event(event)
     assert b"401234567" not in stored.state and b"Ann" not in stored.state

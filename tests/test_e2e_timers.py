@@ -39,17 +39,38 @@ def test_wrap_up_timeouts_fire_exactly_once_across_kills(stack: Stack, redis_cli
     stack.start_api()
     a = {"Authorization": f"Bearer {admin}"}
     with httpx.Client(base_url=stack.base, timeout=10) as http:
-        r = http.post("/v1/projects", headers=a, json={
-            "project_id": "p1", "name": "P", "direction": "outbound",
-            "wrap_up": {"mode": "mandatory_with_timeout", "timeout_seconds": 2, "timeout_outcome": "WRAP_UP_TIMEOUT"}})
+        r = http.post(
+            "/v1/projects",
+            headers=a,
+            json={
+                "project_id": "p1",
+                "name": "P",
+                "direction": "outbound",
+                "wrap_up": {
+                    "mode": "mandatory_with_timeout",
+                    "timeout_seconds": 2,
+                    "timeout_outcome": "WRAP_UP_TIMEOUT",
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         platform = http.post("/v1/keys", headers=a, json={"role": "platform"}).json()["secret"]
         p = {"Authorization": f"Bearer {platform}", "X-Acting-For": "agent:anna"}
         started = datetime.now(UTC)
         for i in range(CALLS):
-            assert http.post("/v1/calls", headers=p, json={
-                "call_id": f"c{i}", "project_id": "p1", "direction": "outbound",
-                "occurred_at": started.isoformat()}).status_code == 201
+            assert (
+                http.post(
+                    "/v1/calls",
+                    headers=p,
+                    json={
+                        "call_id": f"c{i}",
+                        "project_id": "p1",
+                        "direction": "outbound",
+                        "occurred_at": started.isoformat(),
+                    },
+                ).status_code
+                == 201
+            )
             r = http.post(f"/v1/calls/c{i}/ended", headers=p, json={"occurred_at": started.isoformat()})
             assert r.status_code == 200 and r.json()["events"] == ["CallEnded", "WrapUpTimerSet"], r.text
     # every process dies while the timers are pending; no worker was running at all

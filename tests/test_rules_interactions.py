@@ -253,7 +253,7 @@ def test_redirect_to_flow_keeps_the_conversation_active() -> None:
 
 
 def test_a_closed_conversation_takes_only_late_business_results() -> None:
-    c = world(None, LATE, SALE)
+    c = world(ProjectSettings(name="P", direction="outbound", wrap_up=WrapUp(mode="optional")), LATE, SALE)
     conv = new_conversation(c)
     _, conv = fold(rules.close_conversation(c, conv, AGENT, occurred_at=at(30)), conv=conv)
     assert conv is not None and conv.closed

@@ -61,8 +61,9 @@ def test_the_timer_is_written_with_the_event_that_sets_it(runtime: Runtime) -> N
     assert s.pending() == 1
     # a save that fails writes no timer either
     with pytest.raises(Conflict):
-        runtime.ledger("acme").start_call(Context("acme", "agent:anna", T0), call_id="c1", project_id="p1",
-                                          direction="outbound", occurred_at=T0)
+        runtime.ledger("acme").start_call(
+            Context("acme", "agent:anna", T0), call_id="c1", project_id="p1", direction="outbound", occurred_at=T0
+        )
     assert s.pending() == 1
 
 
@@ -90,8 +91,9 @@ def test_a_dead_workers_lease_runs_out_and_the_timer_is_due_again(runtime: Runti
 
 def test_an_outcome_selected_before_the_timeout_wins(runtime: Runtime) -> None:
     ended_call(runtime)
-    runtime.ledger("acme").select_call_outcome(Context("acme", "agent:anna", T0), call_id="c1",
-                                               choice=Choice("SALE", T0 + timedelta(seconds=70)))
+    runtime.ledger("acme").select_call_outcome(
+        Context("acme", "agent:anna", T0), call_id="c1", choice=Choice("SALE", T0 + timedelta(seconds=70))
+    )
     [timer] = scheduler(runtime).claim(now_ms=due_ms())
     fire(runtime.ledger("acme"), timer)
     assert selections(runtime) == ["SALE"]

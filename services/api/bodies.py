@@ -43,6 +43,16 @@ class GlobalOutcomeBody(OutcomeBody, frozen=True, kw_only=True, forbid_unknown_f
         return msgspec.convert(fields, OutcomeDefinition)
 
 
+class ChangeGlobalOutcomeBody(OutcomeBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: all projects, or only those it is assigned to; omitted: unchanged
+    availability: Literal["all", "assigned"] | None = None
+
+    def definition(self) -> OutcomeDefinition:
+        fields = msgspec.structs.asdict(self)
+        fields.pop("availability")
+        return msgspec.convert(fields, OutcomeDefinition)
+
+
 def as_definition(body: OutcomeBody) -> OutcomeDefinition:
     return msgspec.convert(msgspec.structs.asdict(body), OutcomeDefinition)
 

@@ -44,7 +44,7 @@ class Principal:
             raise Forbidden(f"role {self.key.role.value!r} may not {actions[0].value}")
 
     def context(self) -> Context:
-        return Context(self.tenant_id, self.actor, now())
+        return Context(self.tenant_id, self.actor, now(), self.key.key_id)
 
 
 def _actor(key: ApiKey, acting_for: str | None) -> str:

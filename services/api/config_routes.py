@@ -53,7 +53,7 @@ async def search(principal: Principal, state: State, q: str = "", project_id: st
 
 @put("/outcomes/{code:str}", operation_id="changeGlobalOutcome", summary="Change a global outcome's definition")
 async def change_global(
-    code: str, data: bodies.OutcomeBody, principal: Principal, state: State, request: Req
+    code: str, data: bodies.ChangeGlobalOutcomeBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
     principal.require(Action.CONFIGURE)
     if data.code != code:
@@ -63,7 +63,11 @@ async def change_global(
         state,
         principal,
         Action.CONFIGURE,
-        _configure("outcome", code, lambda c, ctx: rules.change_outcome(c, ctx, bodies.as_definition(data))),
+        _configure(
+            "outcome",
+            code,
+            lambda c, ctx: rules.change_outcome(c, ctx, data.definition(), availability=data.availability),
+        ),
     )
 
 

@@ -19,6 +19,8 @@ class Context:
     tenant_id: str
     actor: str
     recorded_at: datetime
+    #: the API key the request came with (recorded on every event with the actor)
+    key_id: str | None = None
 
     @property
     def is_agent(self) -> bool:
@@ -41,5 +43,6 @@ def make(cls: type[Ev], originator_id: UUID, version: int, ctx: Context, **field
         recorded_at=ctx.recorded_at,
         tenant_id=ctx.tenant_id,
         actor=ctx.actor,
+        key_id=ctx.key_id,
         **fields,
     )

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Literal, TypeVar
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -106,8 +107,16 @@ def built_in_outcomes() -> list[OutcomeDefinition]:
     ]
 
 
+def check_time_zone(time_zone: str) -> None:
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidDefinition(f"unknown time zone {time_zone!r}") from None
+
+
 def create_tenant(catalogue_id: UUID, ctx: Context, name: str, time_zone: str) -> list[DomainEvent]:
     """The tenant's catalogue, with the built-in outcomes."""
+    check_time_zone(time_zone)
     events: list[DomainEvent] = [make(TenantCreated, catalogue_id, 1, ctx, name=name, time_zone=time_zone)]
     for i, definition in enumerate(built_in_outcomes(), start=2):
         events.append(make(OutcomeDefined, catalogue_id, i, ctx, definition=definition))
@@ -188,6 +197,8 @@ def _check_wrap_up(catalogue: Catalogue, project_id: str, active: dict[str, Acti
     outcome = active.get(code)
     if outcome is None:
         raise InvalidDefinition(f"timeout outcome {code!r} is not in the active outcome set of project {project_id!r}")
+    if "call" not in outcome.definition.applies_to:
+        raise InvalidDefinition(f"timeout outcome {code!r} must apply to calls: the timer selects it on a call")
     if outcome.definition.flags.revenue == "required" or outcome.definition.length_gated:
         raise InvalidDefinition(f"timeout outcome {code!r} requires revenue or is length-gated")
 
@@ -203,12 +214,36 @@ def _finalise(catalogue: Catalogue, event: C, *, tenant_level_addition: str | No
         if hide_in:
             event = msgspec.structs.replace(event, hidden_in=hide_in)  # type: ignore[assignment]
     after = apply(event, catalogue)
+    _check_global_names(after)
     for project_id in after.projects:
         _check_project(after, project_id)
-    affected = tuple(
-        p for p in after.projects if p not in catalogue.projects or active_set(catalogue, p) != active_set(after, p)
-    )
+    affected = tuple(p for p in after.projects if _picker(catalogue, p) != _picker(after, p))
     return msgspec.structs.replace(event, affected_projects=affected)
+
+
+def _picker(catalogue: Catalogue, project_id: str) -> tuple[dict[str, ActiveOutcome], bool] | None:
+    """What a platform's picker is built from: the active set, and whether to prompt at all.
+    The outcome-set version moves when this does."""
+    project = catalogue.projects.get(project_id)
+    if project is None:
+        return None
+    return active_set(catalogue, project_id), project.settings.auto_close_without_outcome
+
+
+def _check_global_names(catalogue: Catalogue) -> None:
+    """Global outcomes for all projects meet in every project, present or future: no two may
+    share a name even before any project exists."""
+    names: dict[str, str] = {}
+    for code, g in catalogue.outcomes.items():
+        if g.retired or not g.definition.enabled or g.availability != "all":
+            continue
+        clash = names.get(g.definition.name.casefold())
+        if clash is not None:
+            raise DuplicateOutcome(
+                f"global outcomes {clash!r} and {code!r} would both be called {g.definition.name!r} in every project",
+                codes=[clash, code],
+            )
+        names[g.definition.name.casefold()] = code
 
 
 def _auto_close_projects_gaining(catalogue: Catalogue, event: _CatalogueChange, code: str) -> tuple[str, ...]:
@@ -260,6 +295,16 @@ def _validate_definition(catalogue: Catalogue, d: OutcomeDefinition, project_id:
             )
     if d.parent is not None:
         _check_parent(catalogue, d.code, d.parent, project_id)
+    if d.close_conversation_with_call and set(d.applies_to) != {"call", "conversation"}:
+        raise InvalidDefinition(
+            f"outcome {d.code!r}: close_conversation_with_call applies the call's outcome to its "
+            "conversation, so it must apply to both calls and conversations"
+        )
+    if d.follow_up is not None:
+        if not d.follow_up.owner_team and not d.follow_up.owner_role:
+            raise InvalidDefinition(f"outcome {d.code!r}: a follow-up needs an owner team or role")
+        if d.follow_up.owner_team and d.follow_up.owner_team not in catalogue.teams:
+            raise NotFound(f"team {d.follow_up.owner_team!r} not found")
     handling = d.contact_handling
     if handling.roll_to_project is not None and handling.roll_to_project not in catalogue.projects:
         raise NotFound(f"project {handling.roll_to_project!r} not found")
@@ -336,14 +381,27 @@ def _existing(catalogue: Catalogue, code: str, project_id: str | None) -> Outcom
 
 
 def change_outcome(
-    catalogue: Catalogue, ctx: Context, definition: OutcomeDefinition, *, project_id: str | None = None
+    catalogue: Catalogue,
+    ctx: Context,
+    definition: OutcomeDefinition,
+    *,
+    project_id: str | None = None,
+    availability: Literal["all", "assigned"] | None = None,
 ) -> list[_CatalogueChange]:
     """Replace a definition (rename, enable/disable, flags, handling, …)."""
     existing = _existing(catalogue, definition.code, project_id)
     # built-in unanswered-call outcomes stay what they are
     definition = msgspec.structs.replace(definition, unanswered=existing.unanswered)
     _validate_definition(catalogue, definition, project_id)
-    event = make(OutcomeChanged, catalogue.id, _next(catalogue), ctx, definition=definition, project_id=project_id)
+    event = make(
+        OutcomeChanged,
+        catalogue.id,
+        _next(catalogue),
+        ctx,
+        definition=definition,
+        project_id=project_id,
+        availability=availability if project_id is None else None,
+    )
     return [_finalise(catalogue, event, tenant_level_addition=definition.code if project_id is None else None)]
 
 

@@ -211,7 +211,7 @@ def call_unanswered(
         and not conversation.closed
         and not project.settings.keep_conversation_active_when_outbound_unanswered
     ):
-        system = Context(ctx.tenant_id, "system", ctx.recorded_at)
+        system = Context(ctx.tenant_id, "system", ctx.recorded_at, ctx.key_id)
         outcome = unanswered_outcome(catalogue, call.project_id, status)
         version = conversation.version
         if outcome is not None:
@@ -264,7 +264,7 @@ def end_call(
     if call.outcome is not None or call.unanswered_status is not None:
         return events
     project = _project(catalogue, call.project_id)
-    system = Context(ctx.tenant_id, "system", ctx.recorded_at)
+    system = Context(ctx.tenant_id, "system", ctx.recorded_at, ctx.key_id)
     if project.settings.auto_close_without_outcome:
         # the agent is not prompted: zero outcomes -> no outcome ("-"), one -> assigned
         agent = agent_outcomes(catalogue, call.project_id)
@@ -465,8 +465,8 @@ def check_choice(catalogue: Catalogue, interaction: Interaction, ctx: Context, c
     d = outcome.definition
     if kind not in d.applies_to:
         raise OutcomeNotApplicable(f"outcome {choice.code!r} does not apply to {kind}s")
-    if ctx.is_agent and not d.selectable:
-        raise OutcomeNotSelectable(f"outcome {choice.code!r} is system-only; agents cannot select it")
+    if not d.selectable and not ctx.is_system:
+        raise OutcomeNotSelectable(f"outcome {choice.code!r} is system-only; only the system selects it")
     if ctx.is_agent and d.unanswered and isinstance(interaction, Call) and interaction.answered:
         raise OutcomeNotSelectable(
             f"outcome {choice.code!r} is for calls no person answered; call {interaction.call_id!r} was answered"
@@ -553,9 +553,9 @@ def _select(
             late=late,
         )
     ]
+    if late:
+        return events  # a late business result has no effect on the interaction
     if isinstance(interaction, Conversation):
-        if late:
-            return events
         if d.redirect_to_flow is not None:
             events.append(
                 make(
@@ -624,7 +624,9 @@ def select_outcome(
     d = check_choice(catalogue, interaction, ctx, choice)
     late = False
     if isinstance(interaction, Call):
-        if interaction.outcome is not None:
+        if interaction.outcome is not None and d.selectable_after_interaction:
+            late = True  # a business result attributed after the call had its outcome
+        elif interaction.outcome is not None:
             raise CallAlreadyHasOutcome(
                 f"call {interaction.call_id!r} already has outcome "
                 f"{interaction.outcome.code!r}; a supervisor may correct it"
@@ -750,7 +752,7 @@ def close_conversation(
             if agent:  # one agent outcome: assigned automatically; zero: closes with none ("-")
                 version += 1
                 closing = agent[0].definition.code
-                system = Context(ctx.tenant_id, "system", ctx.recorded_at)
+                system = Context(ctx.tenant_id, "system", ctx.recorded_at, ctx.key_id)
                 events.append(
                     _selected(
                         conversation,
@@ -822,7 +824,7 @@ def wrap_up_timed_out(
     outcome = active_set(catalogue, call.project_id).get(outcome_code)
     if outcome is None:
         return []  # the outcome left the set since: the call stays without one ("-")
-    system = Context(ctx.tenant_id, "system", ctx.recorded_at)
+    system = Context(ctx.tenant_id, "system", ctx.recorded_at, ctx.key_id)
     return _select(
         catalogue, call, call.version + 1, system, outcome.definition, due_at, conversation, automatic="wrap_up_timeout"
     )
