@@ -80,15 +80,20 @@ local function check(save)
       return {"integrity", "tracking " .. opts.tr[1] .. " already at " .. cur}
     end
   end
-  local seen = {}
+  local seen = {}  -- originator id -> set of versions in this save
   for _, e in ipairs(events) do
-    local id = e[1] .. "\n" .. fmt(e[2])
-    agg_head(e[1])
-    local top = tops[e[1]]
-    if seen[id] or (top and e[2] <= top and redis.call("ZCOUNT", p .. "a:" .. e[1], e[2], e[2]) > 0) then
-      return {"integrity", "event " .. e[1] .. " version " .. fmt(e[2]) .. " already recorded"}
+    local oid, version = e[1], e[2]
+    local versions = seen[oid]
+    if versions == nil then
+      versions = {}
+      seen[oid] = versions
+      agg_head(oid)
     end
-    seen[id] = true
+    local top = tops[oid]
+    if versions[version] or (top and version <= top and redis.call("ZCOUNT", p .. "a:" .. oid, version, version) > 0) then
+      return {"integrity", "event " .. oid .. " version " .. fmt(version) .. " already recorded"}
+    end
+    versions[version] = true
   end
   return nil
 end
