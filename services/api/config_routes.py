@@ -19,6 +19,11 @@ from services.rules import config as rules
 Req = Request[Any, Any, Any]
 
 
+async def _admin(request: Req, state: State, principal: Principal, kind: str, external_id: str, decide: Any) -> Receipt:
+    """A configuration change: a rule of ``services.rules.config`` applied to the catalogue."""
+    return await command(request, state, principal, Action.CONFIGURE, _configure(kind, external_id, decide))
+
+
 def _configure(kind: str, external_id: str, decide: Any) -> Any:
     def run(ledger: Ledger, ctx: Context, key: Idempotency | None) -> Receipt:
         return ledger.configure(ctx, kind, external_id, lambda catalogue: decide(catalogue, ctx), key)
@@ -31,16 +36,13 @@ def _configure(kind: str, external_id: str, decide: Any) -> Any:
 
 @post("/outcomes", status_code=201, operation_id="defineGlobalOutcome", summary="Define a global outcome")
 async def define_global(data: bodies.GlobalOutcomeBody, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure(
-            "outcome",
-            data.code,
-            lambda c, ctx: rules.define_outcome(c, ctx, data.definition(), availability=data.availability),
-        ),
+        "outcome",
+        data.code,
+        lambda c, ctx: rules.define_outcome(c, ctx, data.definition(), availability=data.availability),
     )
 
 
@@ -58,50 +60,33 @@ async def change_global(
     principal.require(Action.CONFIGURE)
     if data.code != code:
         raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure(
-            "outcome",
-            code,
-            lambda c, ctx: rules.change_outcome(c, ctx, data.definition(), availability=data.availability),
-        ),
+        "outcome",
+        code,
+        lambda c, ctx: rules.change_outcome(c, ctx, data.definition(), availability=data.availability),
     )
 
 
 @post("/outcomes/{code:str}/enable", status_code=200, operation_id="enableGlobalOutcome")
 async def enable_global(code: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CONFIGURE,
-        _configure("outcome", code, lambda c, ctx: rules.set_enabled(c, ctx, code, True)),
+    return await _admin(
+        request, state, principal, "outcome", code, lambda c, ctx: rules.set_enabled(c, ctx, code, True)
     )
 
 
 @post("/outcomes/{code:str}/disable", status_code=200, operation_id="disableGlobalOutcome")
 async def disable_global(code: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CONFIGURE,
-        _configure("outcome", code, lambda c, ctx: rules.set_enabled(c, ctx, code, False)),
+    return await _admin(
+        request, state, principal, "outcome", code, lambda c, ctx: rules.set_enabled(c, ctx, code, False)
     )
 
 
 @post("/outcomes/{code:str}/retire", status_code=200, operation_id="retireGlobalOutcome")
 async def retire_global(code: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CONFIGURE,
-        _configure("outcome", code, lambda c, ctx: rules.retire_outcome(c, ctx, code)),
-    )
+    return await _admin(request, state, principal, "outcome", code, lambda c, ctx: rules.retire_outcome(c, ctx, code))
 
 
 @put(
@@ -110,23 +95,15 @@ async def retire_global(code: str, principal: Principal, state: State, request: 
     summary="Make an 'assigned' global outcome available in a project",
 )
 async def assign(code: str, project_id: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CONFIGURE,
-        _configure("outcome", code, lambda c, ctx: rules.assign_outcome(c, ctx, code, project_id, True)),
+    return await _admin(
+        request, state, principal, "outcome", code, lambda c, ctx: rules.assign_outcome(c, ctx, code, project_id, True)
     )
 
 
 @delete("/outcomes/{code:str}/assignments/{project_id:str}", status_code=200, operation_id="unassignOutcome")
 async def unassign(code: str, project_id: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
-        request,
-        state,
-        principal,
-        Action.CONFIGURE,
-        _configure("outcome", code, lambda c, ctx: rules.assign_outcome(c, ctx, code, project_id, False)),
+    return await _admin(
+        request, state, principal, "outcome", code, lambda c, ctx: rules.assign_outcome(c, ctx, code, project_id, False)
     )
 
 
@@ -135,16 +112,13 @@ async def unassign(code: str, project_id: str, principal: Principal, state: Stat
 
 @post("/projects", status_code=201, operation_id="createProject", summary="Create a project")
 async def create_project(data: bodies.ProjectBody, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure(
-            "project",
-            data.project_id,
-            lambda c, ctx: rules.create_project(c, ctx, data.project_id, data.settings(), data.hidden_outcomes),
-        ),
+        "project",
+        data.project_id,
+        lambda c, ctx: rules.create_project(c, ctx, data.project_id, data.settings(), data.hidden_outcomes),
     )
 
 
@@ -152,12 +126,13 @@ async def create_project(data: bodies.ProjectBody, principal: Principal, state: 
 async def change_project(
     project_id: str, data: bodies.ProjectSettingsBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("project", project_id, lambda c, ctx: rules.change_project(c, ctx, project_id, data.settings())),
+        "project",
+        project_id,
+        lambda c, ctx: rules.change_project(c, ctx, project_id, data.settings()),
     )
 
 
@@ -178,23 +153,25 @@ async def outcome_set(project_id: str, principal: Principal, state: State) -> Ou
     summary="Hide a global outcome in a project",
 )
 async def hide(project_id: str, code: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("project", project_id, lambda c, ctx: rules.hide_outcome(c, ctx, code, project_id, True)),
+        "project",
+        project_id,
+        lambda c, ctx: rules.hide_outcome(c, ctx, code, project_id, True),
     )
 
 
 @delete("/projects/{project_id:str}/hidden-outcomes/{code:str}", status_code=200, operation_id="unhideOutcome")
 async def unhide(project_id: str, code: str, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("project", project_id, lambda c, ctx: rules.hide_outcome(c, ctx, code, project_id, False)),
+        "project",
+        project_id,
+        lambda c, ctx: rules.hide_outcome(c, ctx, code, project_id, False),
     )
 
 
@@ -207,16 +184,13 @@ async def unhide(project_id: str, code: str, principal: Principal, state: State,
 async def define_project_outcome(
     project_id: str, data: bodies.OutcomeBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure(
-            "outcome",
-            data.code,
-            lambda c, ctx: rules.define_outcome(c, ctx, bodies.as_definition(data), project_id=project_id),
-        ),
+        "outcome",
+        data.code,
+        lambda c, ctx: rules.define_outcome(c, ctx, bodies.as_definition(data), project_id=project_id),
     )
 
 
@@ -227,16 +201,13 @@ async def change_project_outcome(
     principal.require(Action.CONFIGURE)
     if data.code != code:
         raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure(
-            "outcome",
-            code,
-            lambda c, ctx: rules.change_outcome(c, ctx, bodies.as_definition(data), project_id=project_id),
-        ),
+        "outcome",
+        code,
+        lambda c, ctx: rules.change_outcome(c, ctx, bodies.as_definition(data), project_id=project_id),
     )
 
 
@@ -257,7 +228,7 @@ async def project_outcome_state(
             return rules.retire_outcome(c, ctx, code, project_id=project_id)
         return rules.set_enabled(c, ctx, code, verb == "enable", project_id=project_id)
 
-    return await command(request, state, principal, Action.CONFIGURE, _configure("outcome", code, decide))
+    return await _admin(request, state, principal, "outcome", code, decide)
 
 
 # -- templates and people ----------------------------------------------------------------------------------
@@ -267,34 +238,37 @@ async def project_outcome_state(
 async def save_template(
     template_id: str, data: bodies.TemplateBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("sms-template", template_id, lambda c, ctx: rules.save_template(c, ctx, template_id, data.body)),
+        "sms-template",
+        template_id,
+        lambda c, ctx: rules.save_template(c, ctx, template_id, data.body),
     )
 
 
 @post("/agents", status_code=201, operation_id="registerAgent")
 async def register_agent(data: bodies.AgentBody, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("agent", data.agent_id, lambda c, ctx: rules.register_agent(c, ctx, data.agent_id, data.name)),
+        "agent",
+        data.agent_id,
+        lambda c, ctx: rules.register_agent(c, ctx, data.agent_id, data.name),
     )
 
 
 @post("/teams", status_code=201, operation_id="createTeam")
 async def create_team(data: bodies.TeamBody, principal: Principal, state: State, request: Req) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("team", data.team_id, lambda c, ctx: rules.create_team(c, ctx, data.team_id, data.name)),
+        "team",
+        data.team_id,
+        lambda c, ctx: rules.create_team(c, ctx, data.team_id, data.name),
     )
 
 
@@ -302,12 +276,13 @@ async def create_team(data: bodies.TeamBody, principal: Principal, state: State,
 async def set_team(
     agent_id: str, data: bodies.MembershipBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
-    return await command(
+    return await _admin(
         request,
         state,
         principal,
-        Action.CONFIGURE,
-        _configure("agent", agent_id, lambda c, ctx: rules.set_agent_team(c, ctx, agent_id, data.team_id)),
+        "agent",
+        agent_id,
+        lambda c, ctx: rules.set_agent_team(c, ctx, agent_id, data.team_id),
     )
 
 
