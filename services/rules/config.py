@@ -49,6 +49,7 @@ from services.catalogue import (
 )
 from services.errors import (
     AutoCloseLimit,
+    DomainError,
     DuplicateOutcome,
     InvalidDefinition,
     NotFound,
@@ -107,11 +108,12 @@ def built_in_outcomes() -> list[OutcomeDefinition]:
     ]
 
 
-def check_time_zone(time_zone: str) -> None:
+def check_time_zone(time_zone: str, error: type[DomainError] = InvalidDefinition) -> None:
+    """Tenants and contacts name a real IANA time zone."""
     try:
         ZoneInfo(time_zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidDefinition(f"unknown time zone {time_zone!r}") from None
+        raise error(f"unknown time zone {time_zone!r}") from None
 
 
 def create_tenant(catalogue_id: UUID, ctx: Context, name: str, time_zone: str) -> list[DomainEvent]:

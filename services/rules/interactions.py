@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from events.codec import DomainEvent
 from events.types import (
@@ -55,6 +54,7 @@ from services.errors import (
 )
 from services.interactions import Call, Contact, Conversation, aggregate_id
 from services.rules import Context, make
+from services.rules.config import check_time_zone
 
 Interaction = Call | Conversation
 
@@ -390,10 +390,7 @@ def save_contact(
     company_id: str | None,
     contact_list: str | None,
 ) -> list[DomainEvent]:
-    try:
-        ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidContact(f"unknown time zone {time_zone!r}") from None
+    check_time_zone(time_zone, InvalidContact)
     version = contact.version + 1 if contact else 1
     return [
         make(
