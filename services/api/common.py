@@ -64,11 +64,17 @@ async def authenticate(request: Request[Any, Any, Any], state: State) -> Princip
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise NotAuthorizedException("send 'Authorization: Bearer <API key>'")
-    key = await asyncio.to_thread(runtime.registry.authenticate, secret.strip())
+    key = await asyncio.to_thread(_key_within_limit, runtime, secret.strip())
+    return Principal(key, _actor(key, request.headers.get("x-acting-for")))
+
+
+def _key_within_limit(runtime: Runtime, secret: str) -> ApiKey:
+    """The key's record, and its tenant's rate limit counted: one worker-thread hop."""
+    key = runtime.registry.authenticate(secret)
     if key is None:
         raise NotAuthorizedException("unknown or revoked API key")
-    await asyncio.to_thread(runtime.rate_limit, key)
-    return Principal(key, _actor(key, request.headers.get("x-acting-for")))
+    runtime.rate_limit(key)
+    return key
 
 
 async def idempotency(request: Request[Any, Any, Any]) -> Idempotency | None:
@@ -102,5 +108,6 @@ async def command(
     principal.require(action)
     runtime = runtime_of(state)
     key = await idempotency(request)
-    ledger = await in_thread(runtime.ledger, principal.tenant_id)
-    return await in_thread(run, ledger, principal.context(), key)
+    ctx = principal.context()
+    # one worker-thread hop: resolve the tenant's ledger and run the command
+    return await in_thread(lambda: run(runtime.ledger(principal.tenant_id), ctx, key))
