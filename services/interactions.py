@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import singledispatch
+from typing import TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
@@ -30,6 +31,7 @@ from events.types import (
 )
 
 _NS = uuid5(NAMESPACE_URL, "https://outcome-ledger/ids")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 def aggregate_id(tenant_id: str, kind: str, external_id: str = "") -> UUID:
@@ -314,19 +316,19 @@ def _(event: ContactOptedOut, state: Contact | None) -> Contact:
     return msgspec.structs.replace(base, opted_out=tuple(sorted({*base.opted_out, event.channel})))
 
 
-def project_call(state: Call | None, events: Iterable[DomainEvent]) -> Call | None:
-    for event in events:
-        state = msgspec.structs.replace(_call(event, state), version=event.originator_version)
-    return state
+def _projector(mutate: Callable[[DomainEvent, S | None], S]) -> Callable[[S | None, Iterable[DomainEvent]], S | None]:
+    """eventsourcing's projector function for a state: fold events with its mutator, each
+    event's version becoming the state's."""
+
+    def project(state: S | None, events: Iterable[DomainEvent]) -> S | None:
+        for event in events:
+            state = msgspec.structs.replace(mutate(event, state), version=event.originator_version)
+        return state
+
+    return project
 
 
-def project_conversation(state: Conversation | None, events: Iterable[DomainEvent]) -> Conversation | None:
-    for event in events:
-        state = msgspec.structs.replace(_conversation(event, state), version=event.originator_version)
-    return state
-
-
-def project_contact(state: Contact | None, events: Iterable[DomainEvent]) -> Contact | None:
-    for event in events:
-        state = msgspec.structs.replace(_contact(event, state), version=event.originator_version)
-    return state
+Projector = Callable[[S | None, Iterable[DomainEvent]], S | None]
+project_call: Projector[Call] = _projector(_call)
+project_conversation: Projector[Conversation] = _projector(_conversation)
+project_contact: Projector[Contact] = _projector(_contact)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -37,24 +37,19 @@ class GlobalOutcomeBody(OutcomeBody, frozen=True, kw_only=True, forbid_unknown_f
     #: available in all projects (unless hidden), or only in the projects it is assigned to
     availability: Literal["all", "assigned"] = "all"
 
-    def definition(self) -> OutcomeDefinition:
-        fields = msgspec.structs.asdict(self)
-        fields.pop("availability")
-        return msgspec.convert(fields, OutcomeDefinition)
-
 
 class ChangeGlobalOutcomeBody(OutcomeBody, frozen=True, kw_only=True, forbid_unknown_fields=True):
     #: all projects, or only those it is assigned to; omitted: unchanged
     availability: Literal["all", "assigned"] | None = None
 
-    def definition(self) -> OutcomeDefinition:
-        fields = msgspec.structs.asdict(self)
-        fields.pop("availability")
-        return msgspec.convert(fields, OutcomeDefinition)
+
+V = TypeVar("V", bound=msgspec.Struct)
 
 
-def as_definition(body: OutcomeBody) -> OutcomeDefinition:
-    return msgspec.convert(msgspec.structs.asdict(body), OutcomeDefinition)
+def narrow(body: msgspec.Struct, value_type: type[V]) -> V:
+    """A body as the value type it extends, without the body's own extra fields."""
+    fields = msgspec.structs.asdict(body)
+    return msgspec.convert({k: fields[k] for k in value_type.__struct_fields__}, value_type)
 
 
 class ProjectBody(ProjectSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -63,18 +58,9 @@ class ProjectBody(ProjectSettings, frozen=True, kw_only=True, forbid_unknown_fie
     #: global outcomes hidden in the project from the start
     hidden_outcomes: tuple[Code, ...] = ()
 
-    def settings(self) -> ProjectSettings:
-        fields = msgspec.structs.asdict(self)
-        fields.pop("project_id")
-        fields.pop("hidden_outcomes")
-        return msgspec.convert(fields, ProjectSettings)
-
 
 class ProjectSettingsBody(ProjectSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Name
-
-    def settings(self) -> ProjectSettings:
-        return msgspec.convert(msgspec.structs.asdict(self), ProjectSettings)
 
 
 class TemplateBody(_Body, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Router, delete, get, post, put
 from litestar.datastructures import State
 
+from events.types import OutcomeDefinition, ProjectSettings
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
 from services.errors import InvalidDefinition, NotFound
@@ -22,6 +23,11 @@ Req = Request[Any, Any, Any]
 async def _admin(request: Req, state: State, principal: Principal, kind: str, external_id: str, decide: Any) -> Receipt:
     """A configuration change: a rule of ``services.rules.config`` applied to the catalogue."""
     return await command(request, state, principal, Action.CONFIGURE, _configure(kind, external_id, decide))
+
+
+def _same_code(data: bodies.OutcomeBody, code: str) -> None:
+    if data.code != code:
+        raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
 
 
 def _configure(kind: str, external_id: str, decide: Any) -> Any:
@@ -42,7 +48,9 @@ async def define_global(data: bodies.GlobalOutcomeBody, principal: Principal, st
         principal,
         "outcome",
         data.code,
-        lambda c, ctx: rules.define_outcome(c, ctx, data.definition(), availability=data.availability),
+        lambda c, ctx: rules.define_outcome(
+            c, ctx, bodies.narrow(data, OutcomeDefinition), availability=data.availability
+        ),
     )
 
 
@@ -58,15 +66,16 @@ async def change_global(
     code: str, data: bodies.ChangeGlobalOutcomeBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
     principal.require(Action.CONFIGURE)
-    if data.code != code:
-        raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
+    _same_code(data, code)
     return await _admin(
         request,
         state,
         principal,
         "outcome",
         code,
-        lambda c, ctx: rules.change_outcome(c, ctx, data.definition(), availability=data.availability),
+        lambda c, ctx: rules.change_outcome(
+            c, ctx, bodies.narrow(data, OutcomeDefinition), availability=data.availability
+        ),
     )
 
 
@@ -118,7 +127,9 @@ async def create_project(data: bodies.ProjectBody, principal: Principal, state: 
         principal,
         "project",
         data.project_id,
-        lambda c, ctx: rules.create_project(c, ctx, data.project_id, data.settings(), data.hidden_outcomes),
+        lambda c, ctx: rules.create_project(
+            c, ctx, data.project_id, bodies.narrow(data, ProjectSettings), data.hidden_outcomes
+        ),
     )
 
 
@@ -132,7 +143,7 @@ async def change_project(
         principal,
         "project",
         project_id,
-        lambda c, ctx: rules.change_project(c, ctx, project_id, data.settings()),
+        lambda c, ctx: rules.change_project(c, ctx, project_id, bodies.narrow(data, ProjectSettings)),
     )
 
 
@@ -190,7 +201,7 @@ async def define_project_outcome(
         principal,
         "outcome",
         data.code,
-        lambda c, ctx: rules.define_outcome(c, ctx, bodies.as_definition(data), project_id=project_id),
+        lambda c, ctx: rules.define_outcome(c, ctx, bodies.narrow(data, OutcomeDefinition), project_id=project_id),
     )
 
 
@@ -199,15 +210,14 @@ async def change_project_outcome(
     project_id: str, code: str, data: bodies.OutcomeBody, principal: Principal, state: State, request: Req
 ) -> Receipt:
     principal.require(Action.CONFIGURE)
-    if data.code != code:
-        raise InvalidDefinition(f"the body's code {data.code!r} is not the outcome {code!r}; codes do not change")
+    _same_code(data, code)
     return await _admin(
         request,
         state,
         principal,
         "outcome",
         code,
-        lambda c, ctx: rules.change_outcome(c, ctx, bodies.as_definition(data), project_id=project_id),
+        lambda c, ctx: rules.change_outcome(c, ctx, bodies.narrow(data, OutcomeDefinition), project_id=project_id),
     )
 
 
