@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any, cast
 from uuid import UUID
@@ -312,6 +313,19 @@ def xrange(client: redis.Redis, key: str, lo: str, hi: str, count: int | None, *
     return cast(StreamEntries, client.xrange(key, lo, hi, count=count))
 
 
+def _stored_events(originator_id: UUID | str, flat: list[Any]) -> list[StoredEvent]:
+    """The select script's flat reply (version, topic, state, ...) as stored events."""
+    return [
+        StoredEvent(
+            originator_id=originator_id,
+            originator_version=int(flat[i]),
+            topic=flat[i + 1].decode(),
+            state=flat[i + 2],
+        )
+        for i in range(0, len(flat), 3)
+    ]
+
+
 def _bounds(gt: int | None, lte: int | None) -> tuple[str, str]:
     return (f"({gt}" if gt is not None else "-inf", str(lte) if lte is not None else "+inf")
 
@@ -392,6 +406,8 @@ class RedisApplicationRecorder(ApplicationRecorder):
         self.conn = conn
         self.keys = conn.keys
         self.committer = GroupCommitter(conn, enabled=group_commit)
+        #: per thread: events read ahead by ``reading``, keyed by (originator id, gt)
+        self._ahead = threading.local()
 
     # -- writing -----------------------------------------------------------------
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -467,6 +483,9 @@ class RedisApplicationRecorder(ApplicationRecorder):
         desc: bool = False,
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
+        ahead: dict[tuple[UUID | str, int | None], list[Any]] | None = getattr(self._ahead, "events", None)
+        if ahead and lte is None and not desc and not limit and (originator_id, gt) in ahead:
+            return _stored_events(originator_id, ahead.pop((originator_id, gt)))
         lo, hi = _bounds(gt, lte)
         try:
             flat = self.conn.select(
@@ -475,15 +494,29 @@ class RedisApplicationRecorder(ApplicationRecorder):
             )
         except redis.ResponseError as error:
             raise _script_error(error) from error
-        return [
-            StoredEvent(
-                originator_id=originator_id,
-                originator_version=int(flat[i]),
-                topic=flat[i + 1].decode(),
-                state=flat[i + 2],
+        return _stored_events(originator_id, flat)
+
+    @contextmanager
+    def reading(self, wanted: Sequence[tuple[UUID, int | None]]) -> Iterator[None]:
+        """Read several aggregates' events after the given versions in one round trip,
+        ahead of the ``select_events(id, gt=version)`` calls that loading them will make
+        in this thread. A call this did not foresee (another thread moved a cached
+        aggregate meanwhile) reads from Redis as usual; what is not asked for is dropped."""
+        pipe = self.conn.client.pipeline(transaction=False)
+        for originator_id, gt in wanted:
+            lo, hi = _bounds(gt, None)
+            self.conn.select(
+                keys=[self.keys.log, self.keys.aggregate_index(originator_id)], args=[lo, hi, "asc", 0], client=pipe
             )
-            for i in range(0, len(flat), 3)
-        ]
+        try:
+            results = pipe.execute()
+        except redis.ResponseError as error:
+            raise _script_error(error) from error
+        self._ahead.events = dict(zip(wanted, results, strict=True))
+        try:
+            yield
+        finally:
+            self._ahead.events = None
 
     def select_notifications(
         self,

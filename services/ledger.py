@@ -7,6 +7,7 @@ shards in the registry.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -78,6 +79,23 @@ class Ledger(Application[UUID]):
             return self.repository.get(id_, projector_func=projector)  # type: ignore[no-any-return]
         except AggregateNotFoundError:
             raise NotFound(f"{what} not found") from None
+
+    def _cached(self, id_: UUID) -> Any:
+        """The aggregate's cached state, or None."""
+        try:
+            return self.repository.cache.get(id_) if self.repository.cache else None
+        except KeyError:
+            return None
+
+    def _reading(self, ids: Sequence[UUID]) -> AbstractContextManager[None]:
+        """One Redis round trip for the aggregates a command loads: each read from the
+        version this process has cached (all of it when none is)."""
+        assert isinstance(self.recorder, RedisApplicationRecorder)
+        wanted = []
+        for id_ in ids:
+            cached = self._cached(id_)
+            wanted.append((id_, cached.version if cached is not None else None))
+        return self.recorder.reading(wanted)
 
     def _repeat(self, ctx: Context, idempotency: Idempotency | None) -> Receipt | None:
         """The first answer, when this request was already recorded under its key."""
@@ -337,9 +355,15 @@ class Ledger(Application[UUID]):
         call_aggregate = aggregate_id(ctx.tenant_id, "call", call_id)
 
         def run() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
-            catalogue = self.catalogue(ctx.tenant_id)
-            call = self.call(ctx.tenant_id, call_id)
-            return decide(catalogue, call, self._conversation_of(ctx.tenant_id, call)), self._expect(catalogue)
+            cached = self._cached(call_aggregate)
+            ahead = [aggregate_id(ctx.tenant_id, "catalogue"), call_aggregate]
+            if isinstance(cached, Call) and cached.conversation_id:
+                ahead.append(aggregate_id(ctx.tenant_id, "conversation", cached.conversation_id))
+            with self._reading(ahead):
+                catalogue = self.catalogue(ctx.tenant_id)
+                call = self.call(ctx.tenant_id, call_id)
+                conversation = self._conversation_of(ctx.tenant_id, call)
+            return decide(catalogue, call, conversation), self._expect(catalogue)
 
         return self._run(ctx, idempotency, "call", call_id, run, call_aggregate)
 
@@ -353,8 +377,9 @@ class Ledger(Application[UUID]):
         conv_aggregate = aggregate_id(ctx.tenant_id, "conversation", conversation_id)
 
         def run() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
-            catalogue = self.catalogue(ctx.tenant_id)
-            conversation = self.conversation(ctx.tenant_id, conversation_id)
+            with self._reading([aggregate_id(ctx.tenant_id, "catalogue"), conv_aggregate]):
+                catalogue = self.catalogue(ctx.tenant_id)
+                conversation = self.conversation(ctx.tenant_id, conversation_id)
             return decide(catalogue, conversation), self._expect(catalogue)
 
         return self._run(ctx, idempotency, "conversation", conversation_id, run, conv_aggregate)

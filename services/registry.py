@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from pathlib import Path
 from typing import cast
 
 import msgspec
@@ -27,6 +28,15 @@ class TenantExists(Exception):
     pass
 
 
+class Authorised(msgspec.Struct, frozen=True):
+    """A live key, its tenant's shard, and this request's count against the tenant's limit."""
+
+    key: ApiKey
+    shard: str | None
+    count: int
+    limit: int
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -35,6 +45,7 @@ class Registry:
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.client = client
         self.keys = RegistryKeys(prefix)
+        self._authorise = client.register_script((Path(__file__).parent / "lua" / "authorise.lua").read_text())
 
     def assign_shard(self, tenant_id: str, shard: str) -> None:
         if not self.client.hsetnx(self.keys.tenant_shards, tenant_id, shard):
@@ -69,6 +80,20 @@ class Registry:
             return None
         record = msgspec.msgpack.decode(cast(bytes, raw), type=ApiKey)
         return None if record.revoked else record
+
+    def authorise(self, secret: str, window: int, default_limit: int) -> Authorised | None:
+        """A live key and its tenant's request counted in ``window``: one round trip."""
+        keys = self.keys
+        found = self._authorise(
+            keys=[keys.api_keys, keys.tenant_shards, keys.rate_limits],
+            args=[_digest(secret), window, default_limit, keys.prefix],
+        )
+        if not found or len(found) == 1:  # unknown, or revoked
+            return None
+        record, shard, count, limit = found
+        return Authorised(
+            msgspec.msgpack.decode(record, type=ApiKey), shard.decode() if shard else None, int(count), int(limit)
+        )
 
     def revoke(self, tenant_id: str, key_id: str) -> bool:
         digest = self.client.hget(self.keys.api_keys, f"id:{tenant_id}:{key_id}")

@@ -27,6 +27,8 @@ class Runtime:
         self.client = redis.Redis.from_url(self.settings.redis_url)
         self.registry = Registry(self.client, self.settings.key_prefix)
         self._ledgers: dict[str, Ledger] = {}
+        #: tenant -> shard: assigned once at creation and never moved, so safe to keep
+        self._shards: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def ledger_for_shard(self, shard: str) -> Ledger:
@@ -44,9 +46,10 @@ class Runtime:
         return ShardKeys(shard, self.settings.key_prefix)
 
     def shard_of(self, tenant_id: str) -> str:
-        shard = self.registry.shard_of(tenant_id)
+        shard = self._shards.get(tenant_id) or self.registry.shard_of(tenant_id)
         if shard is None:
             raise NotFound("tenant not found")
+        self._shards[tenant_id] = shard
         return shard
 
     def ledger(self, tenant_id: str) -> Ledger:
@@ -85,17 +88,17 @@ class Runtime:
         )
         return username, password, keys
 
-    def rate_limit(self, key: ApiKey) -> None:
-        """Per-tenant requests per second (a fixed one-second window in Redis)."""
-        limit = self.registry.rate_limit_of(key.tenant_id, self.settings.default_rate_limit)
-        window = int(time.time())
-        counter = f"{self.registry.keys.prefix}rate:{key.tenant_id}:{window}"
-        pipe = self.client.pipeline(transaction=False)
-        pipe.incr(counter)
-        pipe.expire(counter, 2)
-        count = pipe.execute()[0]
-        if int(count) > limit:
-            raise RateLimited(f"tenant {key.tenant_id!r} is over its limit of {limit} requests per second")
+    def authorise(self, secret: str) -> ApiKey | None:
+        """The live key for ``secret`` (None if unknown or revoked), its tenant's request
+        counted against the tenant's per-second limit (a fixed one-second window)."""
+        found = self.registry.authorise(secret, int(time.time()), self.settings.default_rate_limit)
+        if found is None:
+            return None
+        if found.shard is not None:
+            self._shards[found.key.tenant_id] = found.shard
+        if found.count > found.limit:
+            raise RateLimited(f"tenant {found.key.tenant_id!r} is over its limit of {found.limit} requests per second")
+        return found.key
 
     def close(self) -> None:
         for ledger in self._ledgers.values():

@@ -64,17 +64,10 @@ async def authenticate(request: Request[Any, Any, Any], state: State) -> Princip
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise NotAuthorizedException("send 'Authorization: Bearer <API key>'")
-    key = await asyncio.to_thread(_key_within_limit, runtime, secret.strip())
-    return Principal(key, _actor(key, request.headers.get("x-acting-for")))
-
-
-def _key_within_limit(runtime: Runtime, secret: str) -> ApiKey:
-    """The key's record, and its tenant's rate limit counted: one worker-thread hop."""
-    key = runtime.registry.authenticate(secret)
+    key = await asyncio.to_thread(runtime.authorise, secret.strip())
     if key is None:
         raise NotAuthorizedException("unknown or revoked API key")
-    runtime.rate_limit(key)
-    return key
+    return Principal(key, _actor(key, request.headers.get("x-acting-for")))
 
 
 async def idempotency(request: Request[Any, Any, Any]) -> Idempotency | None:
