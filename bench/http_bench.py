@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -34,6 +34,7 @@ from services.config import Settings
 from services.permissions import Role
 from services.rules import Context
 from services.runtime import Runtime
+from services.serve import listeners
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = "2026-11-22T09:00:00+00:00"
@@ -105,6 +106,22 @@ def run_wrk(url: str, script: Path, seconds: float, connections: int, threads: i
     }
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (uvicorn's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -162,19 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn processes for the API (default 2)")
     parser.add_argument("--max-rate", type=int, default=4000, help="sizes the pool of pre-created calls")
+    parser.add_argument(
+        "--appendfsync", default="always", choices=["always", "everysec"], help="for diagnosis: the fsync's share"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
     work = ROOT / "var" / "bench" / "http"
     shutil.rmtree(work, ignore_errors=True)
-    server = EmbeddedRedis(work / "redis", appendfsync="always").start()
+    server = EmbeddedRedis(work / "redis", appendfsync=args.appendfsync).start()
     env = {
         **os.environ,
         "REDIS_URL": server.url,
         "REDIS_SHARD": "s00",
         "REDIS_KEY_PREFIX": "ol",
         "OUTCOMES_RATE_LIMIT_PER_SECOND": "1000000",
+        "OUTCOMES_ALLOW_WEAK_DURABILITY": "1" if args.appendfsync != "always" else "",
     }
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -195,35 +216,18 @@ def main(argv: list[str] | None = None) -> int:
             "Content-Type": "application/json",
         }
         body = json.dumps({"outcome_code": "SALE", "occurred_at": T0})
+        # both served alike: `outcomes api` with its per-process sockets (services/serve.py)
+        api = [sys.executable, "-m", "services.cli", "api", "--workers", str(args.api_workers), "--no-access-log"]
         with tempfile.TemporaryDirectory() as tmp:
             for name, cmd, path in (
                 (
                     "minimal",
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "bench.minimal_app:create_app",
-                        "--factory",
-                        "--workers",
-                        str(args.api_workers),
-                        "--no-access-log",
-                        "--log-level",
-                        "warning",
-                    ],
+                    [*api, "--app", "bench.minimal_app:create_app"],
                     "/minimal/b%d-%d",
                 ),
                 (
                     "selection",
-                    [
-                        sys.executable,
-                        "-m",
-                        "services.cli",
-                        "api",
-                        "--workers",
-                        str(args.api_workers),
-                        "--no-access-log",
-                    ],
+                    api,
                     "/v1/calls/b%d-%d/outcome",
                 ),
             ):
@@ -233,23 +237,35 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 procs.append(proc)
                 wait_http(f"http://127.0.0.1:{port}/health")
+                while listeners(port) < args.api_workers:  # wrk's connections are made at once: all must listen
+                    time.sleep(0.1)
                 script = Path(tmp) / f"{name}.lua"
                 script.write_text(wrk_script(path, headers, body))
                 print(f"running {name} for {args.seconds:.0f}s ...", flush=True)
+                api_pids, redis_pid = family(proc.pid), [server.process.pid]  # type: ignore[union-attr]
+                api_cpu, redis_cpu = cpu_seconds(api_pids), cpu_seconds(redis_pid)
                 results[name] = run_wrk(
                     f"http://127.0.0.1:{port}", script, args.seconds, args.connections, args.wrk_threads
                 )
+                done = results[name]["requests"]
+                results[name]["api_cpu_ms"] = (cpu_seconds(api_pids) - api_cpu) * 1000 / done
+                results[name]["redis_cpu_ms"] = (cpu_seconds(redis_pid) - redis_cpu) * 1000 / done
                 proc.terminate()
                 proc.wait(timeout=30)
         log = runtime.shard_keys("bench").log
-        written = sum(1 for _, f in runtime.client.xrange(log) if f[b"t"] == b"OutcomeSelected")
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], runtime.client.xrange(log))
+        written = sum(1 for _, f in entries if f[b"t"] == b"OutcomeSelected")
         sel, mini = results["selection"], results["minimal"]
         results["selections_in_log"] = written
         print(f"\nmachine: {results['machine']}; Redis {results['redis']}, appendfsync {results['appendfsync']}")
-        print(f"{'endpoint':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+        columns = ("req/s", "p50 ms", "p99 ms", "non-2xx")
+        print(f"{'endpoint':<12}" + "".join(f"{c:>10}" for c in columns) + f"{'API CPU ms/req':>16}{'Redis':>8}")
         for name in ("minimal", "selection"):
             r = results[name]
-            print(f"{name:<12}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>10}")
+            print(
+                f"{name:<12}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>10}"
+                f"{r['api_cpu_ms']:>16.2f}{r['redis_cpu_ms']:>8.2f}"
+            )
         print(
             f"selections / minimal: {sel['rps'] / mini['rps']:.0%}; OutcomeSelected events in the log: {written} "
             f"(wrk counted {sel['requests']} requests, {sel['non_2xx']} non-2xx)"

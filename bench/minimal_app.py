@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 import redis
 from litestar import Litestar, post
+
+from services.config import Settings
 
 WRITE = """
 redis.call("XADD", KEYS[2], "*", "b", ARGV[1])
@@ -37,4 +40,8 @@ def create_app() -> Litestar:
         n = await asyncio.to_thread(read_and_write, call_id, msgspec.json.encode(data))
         return {"version": n}
 
-    return Litestar(route_handlers=[minimal])
+    def on_startup() -> None:  # the API's thread pool (services/api/app.py), for a like-for-like baseline
+        threads = Settings.from_env().api_threads
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="api"))
+
+    return Litestar(route_handlers=[minimal], on_startup=[on_startup])

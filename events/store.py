@@ -502,14 +502,11 @@ class RedisApplicationRecorder(ApplicationRecorder):
         ahead of the ``select_events(id, gt=version)`` calls that loading them will make
         in this thread. A call this did not foresee (another thread moved a cached
         aggregate meanwhile) reads from Redis as usual; what is not asked for is dropped."""
-        pipe = self.conn.client.pipeline(transaction=False)
-        for originator_id, gt in wanted:
-            lo, hi = _bounds(gt, None)
-            self.conn.select(
-                keys=[self.keys.log, self.keys.aggregate_index(originator_id)], args=[lo, hi, "asc", 0], client=pipe
-            )
         try:
-            results = pipe.execute()
+            results = self._select_many(wanted)
+        except redis.exceptions.NoScriptError:  # nothing ran: load the script and go again
+            self.conn.client.script_load(self.conn.select.script)
+            results = self._select_many(wanted)
         except redis.ResponseError as error:
             raise _script_error(error) from error
         self._ahead.events = dict(zip(wanted, results, strict=True))
@@ -517,6 +514,16 @@ class RedisApplicationRecorder(ApplicationRecorder):
             yield
         finally:
             self._ahead.events = None
+
+    def _select_many(self, wanted: Sequence[tuple[UUID, int | None]]) -> list[Any]:
+        # EVALSHA by hand: a pipeline running a Script object first asks SCRIPT EXISTS,
+        # a round trip of its own
+        pipe = self.conn.client.pipeline(transaction=False)
+        for originator_id, gt in wanted:
+            lo, hi = _bounds(gt, None)
+            index = self.keys.aggregate_index(originator_id)
+            pipe.evalsha(self.conn.select.sha, 2, self.keys.log, index, lo, hi, "asc", 0)
+        return pipe.execute()
 
     def select_notifications(
         self,

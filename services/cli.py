@@ -43,21 +43,20 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="API processes (stateless; share the port)")
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
-def api(host: str, port: int, workers: int, access_log: bool) -> None:
+@click.option(
+    "--app",
+    "app",
+    default="services.api.app:create_app",
+    hidden=True,
+    help="The ASGI app factory to serve (the HTTP benchmark serves its baseline this way).",
+)
+def api(host: str, port: int, workers: int, access_log: bool, app: str) -> None:
     """Serve the HTTP API (REDIS_URL must point at Redis)."""
-    import uvicorn
+    from services.serve import serve
 
     settings = _settings()
     _check_durability(settings)
-    uvicorn.run(
-        "services.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=access_log,
-    )
+    serve(app, host=host, port=port, workers=workers, access_log=access_log)
 
 
 @main.command()

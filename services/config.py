@@ -16,6 +16,9 @@ class Settings:
     allow_weak_durability: bool = False
     #: requests per second per tenant unless the registry sets another
     default_rate_limit: int = 5000
+    #: worker threads per API process: commands block on Redis round trips, so the
+    #: process needs about as many as it has requests in flight
+    api_threads: int = 32
 
     @staticmethod
     def from_env() -> Settings:
@@ -25,6 +28,7 @@ class Settings:
             key_prefix=os.environ.get("REDIS_KEY_PREFIX") or DEFAULT_PREFIX,
             allow_weak_durability=os.environ.get("OUTCOMES_ALLOW_WEAK_DURABILITY", "") in {"1", "yes", "true"},
             default_rate_limit=int(os.environ.get("OUTCOMES_RATE_LIMIT_PER_SECOND", "5000")),
+            api_threads=int(os.environ.get("OUTCOMES_API_THREADS", "32")),
         )
 
     def ledger_env(self) -> dict[str, str]:

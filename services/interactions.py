@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from functools import singledispatch
+from functools import lru_cache, singledispatch
 from typing import TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -34,6 +34,7 @@ _NS = uuid5(NAMESPACE_URL, "https://outcome-ledger/ids")
 S = TypeVar("S", bound=msgspec.Struct)
 
 
+@lru_cache(maxsize=65536)  # uuid5 hashes with SHA-1: worth keeping for hot ids
 def aggregate_id(tenant_id: str, kind: str, external_id: str = "") -> UUID:
     """Ids platforms supply live in the tenant's namespace: the same id in another tenant
     names another aggregate, and nothing reveals whether it exists."""

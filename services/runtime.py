@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-import time
 
 import redis
 
@@ -15,7 +14,7 @@ from services.config import Settings
 from services.errors import NotFound, RateLimited
 from services.ledger import Ledger
 from services.permissions import Role
-from services.registry import ApiKey, Registry
+from services.registry import ApiKey, Authorised, Registry
 from services.rules.config import check_time_zone
 
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -88,12 +87,8 @@ class Runtime:
         )
         return username, password, keys
 
-    def authorise(self, secret: str) -> ApiKey | None:
-        """The live key for ``secret`` (None if unknown or revoked), its tenant's request
-        counted against the tenant's per-second limit (a fixed one-second window)."""
-        found = self.registry.authorise(secret, int(time.time()), self.settings.default_rate_limit)
-        if found is None:
-            return None
+    def admit(self, found: Authorised) -> ApiKey:
+        """The authorised key, if its tenant is within its requests-per-second limit."""
         if found.shard is not None:
             self._shards[found.key.tenant_id] = found.shard
         if found.count > found.limit:

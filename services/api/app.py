@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import msgspec
+import redis.asyncio
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import outcome_counts
 from services.api import bodies, config_routes, interaction_routes
 from services.api.common import Principal, authenticate, in_thread, runtime_of
 from services.api.errors import HANDLERS
-from services.api.metrics import register_collector
+from services.api.metrics import register_collector, request_metrics
 from services.api.openapi import document
 from services.config import Settings
 from services.errors import NotFound
 from services.permissions import Action
+from services.registry import Authoriser
 from services.runtime import Runtime
 
 MAX_BODY_BYTES = 256 * 1024  # PRODUCT.md §7: larger bodies are refused
@@ -122,15 +126,19 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
     def on_startup(app: Litestar) -> None:
         if not hasattr(app.state, "runtime"):
             app.state.runtime = runtime or Runtime(Settings.from_env())
+        settings = app.state.runtime.settings
         register_collector(app.state.runtime)
+        threads = ThreadPoolExecutor(settings.api_threads, thread_name_prefix="api")
+        asyncio.get_running_loop().set_default_executor(threads)
+        # an asyncio client of this event loop's own, for what needs no worker thread
+        app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url)
+        app.state.authoriser = Authoriser(app.state.redis, settings.key_prefix)
 
-    def on_shutdown(app: Litestar) -> None:
+    async def on_shutdown(app: Litestar) -> None:
+        await app.state.redis.aclose()
         if runtime is None:  # we made it, we close it
             app.state.runtime.close()
 
-    prometheus = PrometheusConfig(
-        app_name="outcome_ledger", prefix="outcomes", group_path=True, exclude=["/metrics", "/health"]
-    )
     route_handlers: list[Any] = [
         config_routes.router,
         interaction_routes.router,
@@ -145,7 +153,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         exception_handlers=HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,
         before_request=check_request,
-        middleware=[prometheus.middleware],
+        middleware=[request_metrics],
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         openapi_config=OpenAPIConfig(title="Outcome Ledger", version="0.1.0", path="/schema"),

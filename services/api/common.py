@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from services.errors import BadRequest, Forbidden
 from services.idempotency import Idempotency
 from services.ledger import Ledger
 from services.permissions import Action, Role, may
-from services.registry import ApiKey
+from services.registry import ApiKey, Authoriser
 from services.rules import Context
 from services.runtime import Runtime
 
@@ -64,9 +65,11 @@ async def authenticate(request: Request[Any, Any, Any], state: State) -> Princip
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise NotAuthorizedException("send 'Authorization: Bearer <API key>'")
-    key = await asyncio.to_thread(runtime.authorise, secret.strip())
-    if key is None:
+    authorise: Authoriser = state.authoriser
+    found = await authorise(secret.strip(), int(time.time()), runtime.settings.default_rate_limit)
+    if found is None:
         raise NotAuthorizedException("unknown or revoked API key")
+    key = runtime.admit(found)
     return Principal(key, _actor(key, request.headers.get("x-acting-for")))
 
 

@@ -1,19 +1,62 @@
-"""Prometheus metrics read from Redis at scrape time: consumer lag per group, pending
-entries, and how far each view's tracking position trails the log."""
+"""Prometheus metrics: requests per route and status with their durations, and, read from
+Redis at scrape time, consumer lag per group, pending entries, and how far each view's
+tracking position trails the log."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from prometheus_client import REGISTRY
+from litestar.enums import ScopeType
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from events.keys import ShardKeys
 
 if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
     from services.runtime import Runtime
+
+_REQUESTS = Counter("outcomes_requests", "HTTP requests answered", ["method", "path", "status_code"])
+_DURATION = Histogram(
+    "outcomes_request_duration_seconds", "Time to answer an HTTP request", ["method", "path", "status_code"]
+)
+_UNMEASURED = {"/metrics", "/health"}
+
+
+def request_metrics(app: ASGIApp) -> ASGIApp:
+    """Count and time each request by route template, method and status. Lean on purpose:
+    it runs on every request, so the labelled children are looked up once and kept."""
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["path"] in _UNMEASURED:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_status)
+        finally:
+            # no route matched: one label, not one per path a scanner tries
+            labels = (scope["method"], scope.get("path_template", "<unmatched>"), status)
+            child = children.get(labels)
+            if child is None:
+                child = children[labels] = (_REQUESTS.labels(*labels), _DURATION.labels(*labels))
+            child[0].inc()
+            child[1].observe(time.perf_counter() - started)
+
+    return middleware
 
 
 def _nid(entry_id: bytes | str) -> int:
