@@ -437,3 +437,57 @@ class QuotaReached(_Fact, frozen=True, kw_only=True):
     project_id: str
     outcome_code: str
     quota: int
+
+
+# -- follow-up actions (PRODUCT.md §3): each requested by an event and completed by one ----------
+
+
+class _SmsEvent(DomainEvent, frozen=True, kw_only=True):
+    """An event of one SMS: its aggregate is named after the selection that asked for it."""
+
+    contact_id: str | None = None
+
+    def data_subject(self) -> str | None:
+        return f"contact:{self.contact_id}" if self.contact_id else None
+
+
+@event_type("SmsRequested", 1)
+class SmsRequested(_SmsEvent, frozen=True, kw_only=True):
+    """An outcome asked for an SMS: rendered from its template for the contact."""
+
+    #: the selection or correction that asked for it: "<aggregate id>/<version>"
+    source: str
+    interaction: Interaction
+    interaction_id: str
+    project_id: str
+    outcome_code: str
+    template_id: str
+    #: E.164; None when neither the call nor the contact has a number
+    to_number: str | None = None
+    body: str
+    #: an outbound call's outcome without auto-send: the agent completes and sends it
+    draft: bool = False
+
+    personal: ClassVar[tuple[str, ...]] = ("to_number", "body")
+
+
+@event_type("SmsSent", 1)
+class SmsSent(_SmsEvent, frozen=True, kw_only=True):
+    gateway: str
+    #: the gateway's own id for the message, when it gives one
+    gateway_message_id: str | None = None
+    attempts: int = 1
+
+
+@event_type("SmsFailed", 1)
+class SmsFailed(_SmsEvent, frozen=True, kw_only=True):
+    gateway: str
+    reason: str
+    attempts: int
+
+
+@event_type("SmsSuppressed", 1)
+class SmsSuppressed(_SmsEvent, frozen=True, kw_only=True):
+    """No SMS went, on purpose: "opted_out" (the contact replied STOP), "no_number"."""
+
+    reason: Literal["opted_out", "no_number"]

@@ -61,6 +61,8 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     conversation_id: str | None = None
     agent_id: str | None = None
     contact_id: str | None = None
+    #: the number the call was made to or from (personal data, decrypted on load)
+    contact_number: str | None = None
     answered_at: datetime | None = None
     agent_connected_at: datetime | None = None
     unanswered_status: str | None = None
@@ -179,6 +181,7 @@ def _(event: CallStarted, state: Call | None) -> Call:
         conversation_id=event.conversation_id,
         agent_id=event.agent_id,
         contact_id=event.contact_id,
+        contact_number=event.contact_number,
     )
 
 

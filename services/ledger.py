@@ -13,8 +13,8 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Mapper, Tracking
 
 from events.codec import DomainEvent, StructMapper, SubjectKeys, now
 from events.store import (
@@ -40,7 +40,9 @@ from services.interactions import (
 from services.rules import Context
 from services.rules import config as config_rules
 from services.rules import interactions as rules
+from services.rules import sms as sms_rules
 from services.rules.interactions import Choice
+from services.sms import Sms, project_sms
 from services.timers import timers_for
 
 S = TypeVar("S")
@@ -523,6 +525,26 @@ class Ledger(Application[UUID]):
         except IntegrityError:
             return False  # reached once already: version 1 exists
         return True
+
+    # -- follow-up actions (workers/actions.py) -------------------------------------------------------
+    def save_tracked(self, tenant_id: str | None, events: Sequence[DomainEvent], tracking: Tracking) -> None:
+        """Events a worker decided, with the log position that caused them, in one write:
+        a redelivered or twin position raises IntegrityError and writes nothing."""
+        processing = ProcessingEvent[UUID](tracking=tracking)
+        processing.collect_events(*events, **({"tenant": tenant_id} if tenant_id else {}))
+        self._record(processing)
+
+    def sms_requests(self, selection: OutcomeSelected | OutcomeCorrected) -> list[DomainEvent]:
+        """The SMS the selection's outcome asks for (decided, not saved)."""
+        tenant_id = selection.tenant_id
+        ctx = Context(tenant_id, "system", now())
+        call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
+        contact_id = call.contact_id if call else self.conversation(tenant_id, selection.interaction_id).contact_id
+        contact = self.contact(tenant_id, contact_id) if contact_id else None
+        return sms_rules.request_sms(selection, self.catalogue(tenant_id), ctx, call=call, contact=contact)
+
+    def sms(self, tenant_id: str, sms_id: UUID) -> Sms:
+        return self._get(sms_id, project_sms, "SMS")
 
     def quota_reached(self, tenant_id: str, project_id: str, outcome_code: str) -> datetime | None:
         """When the outcome reached its quota in the project, if it did."""

@@ -1,5 +1,5 @@
 """``outcomes worker``: one FastStream app per shard hosting the projection subscriber,
-the timer loop and the ingest loop."""
+the timer loop, the ingest loop and the follow-up actions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 
 from services.config import Settings
-from workers import projections
+from services.sms_gateway import Gateway, gateway_from_env
+from workers import actions, projections
 from workers.ingest import IngestRunner
 from workers.timers import TimerRunner
 
@@ -26,6 +27,7 @@ def build_app(
     reclaim_idle_ms: int = 30_000,
     timer_interval: float = 0.2,
     timer_lease_ms: int = 30_000,
+    gateway: Gateway | None = None,
 ) -> FastStream:
     settings = settings or Settings.from_env()
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -56,6 +58,19 @@ def build_app(
                 await asyncio.sleep(timer_interval)
 
     projections.background(app, take_ingest)
+    act = actions.followers(settings, gateway or gateway_from_env())
+
+    async def follow_up() -> None:
+        while True:
+            try:
+                covered = sum([await asyncio.to_thread(run_once) for run_once in act])
+            except Exception:  # Redis or a gateway away: the positions say where to go on
+                log.exception("follow-up actions failed")
+                covered = 0
+            if not covered:
+                await asyncio.sleep(timer_interval)
+
+    projections.background(app, follow_up)
     return app
 
 

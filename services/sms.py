@@ -1,0 +1,60 @@
+"""An SMS an outcome asked for: its state, folded from its events (PRODUCT.md §3)."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Literal
+from uuid import UUID
+
+import msgspec
+
+from events.codec import DomainEvent
+from events.types import SmsFailed, SmsRequested, SmsSent, SmsSuppressed
+from services.interactions import Projector, _projector
+
+SmsStatus = Literal["draft", "pending", "sent", "failed", "suppressed"]
+
+
+class Sms(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    version: int
+    tenant_id: str
+    request: SmsRequested
+    status: SmsStatus
+
+    @property
+    def settled(self) -> bool:
+        """Sent, failed or suppressed: nothing more will be done."""
+        return self.status in ("sent", "failed", "suppressed")
+
+
+@singledispatch
+def _sms(event: DomainEvent, state: Sms | None) -> Sms:
+    raise TypeError(f"an SMS does not apply {type(event).__name__}")
+
+
+@_sms.register
+def _(event: SmsRequested, state: Sms | None) -> Sms:
+    status: SmsStatus = "draft" if event.draft else "pending"
+    return Sms(id=event.originator_id, version=1, tenant_id=event.tenant_id, request=event, status=status)
+
+
+@_sms.register
+def _(event: SmsSent, state: Sms | None) -> Sms:
+    assert state is not None
+    return msgspec.structs.replace(state, status="sent")
+
+
+@_sms.register
+def _(event: SmsFailed, state: Sms | None) -> Sms:
+    assert state is not None
+    return msgspec.structs.replace(state, status="failed")
+
+
+@_sms.register
+def _(event: SmsSuppressed, state: Sms | None) -> Sms:
+    assert state is not None
+    return msgspec.structs.replace(state, status="suppressed")
+
+
+project_sms: Projector[Sms] = _projector(_sms)

@@ -1,0 +1,241 @@
+"""SMS follow-ups (PRODUCT.md §1 "Message", §3 "SMS"): from the selection to the gateway,
+through real Redis and a real local HTTP server standing in for the gateway."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+
+from events.types import (
+    OutcomeDefinition,
+    ProjectSettings,
+    SmsFailed,
+    SmsRequested,
+    SmsSent,
+    SmsSuppressed,
+)
+from services.interactions import aggregate_id
+from services.ledger import Ledger
+from services.rules import Context
+from services.rules import config as config_rules
+from services.rules.interactions import Choice
+from services.rules.sms import render, sms_source
+from services.runtime import Runtime
+from services.sms_gateway import FileGateway, HttpGateway
+from tests.helpers import T0, new_runtime
+from tests.receiver import Receiver
+from workers.actions import SmsPlanner, SmsSender
+
+TENANT = "sms"
+NUMBER = "+358401234567"
+
+
+def seed(runtime: Runtime) -> Ledger:
+    runtime.create_tenant(TENANT, "Sms")
+    ledger = runtime.ledger(TENANT)
+    admin = Context(TENANT, "admin:test", datetime.now(UTC))
+    save = config_rules.save_template
+    for template_id, body in (("thanks", "Thanks!"), ("draft", "Hi {{contact.name}}, {{offer}}")):
+        ledger.configure(admin, "sms-template", template_id, lambda c, t=template_id, b=body: save(c, admin, t, b))
+    ledger.define_outcome(admin, OutcomeDefinition(code="THANKS", name="Thanks", sms_template="thanks", auto_send=True))
+    ledger.define_outcome(admin, OutcomeDefinition(code="OFFER", name="Offer", sms_template="draft"))
+    ledger.define_outcome(admin, OutcomeDefinition(code="QUIET", name="Quiet"))
+    ledger.create_project(admin, "p", ProjectSettings(name="P", direction="outbound"))
+    ledger.save_contact(
+        admin,
+        contact_id="c1",
+        name="Aino",
+        numbers=(NUMBER,),
+        time_zone="Europe/Helsinki",
+        company_id=None,
+        contact_list=None,
+    )
+    return ledger
+
+
+def select(ledger: Ledger, call_id: str, code: str, *, number: str | None = NUMBER, contact: str | None = "c1") -> None:
+    ctx = Context(TENANT, "agent:anna", datetime.now(UTC))
+    ledger.start_call(
+        ctx,
+        call_id=call_id,
+        project_id="p",
+        direction="outbound",
+        occurred_at=T0,
+        contact_id=contact,
+        contact_number=number,
+    )
+    ledger.end_call(ctx, call_id=call_id, occurred_at=T0 + timedelta(minutes=2))
+    ledger.select_call_outcome(ctx, call_id=call_id, choice=Choice(code, T0 + timedelta(minutes=2)))
+
+
+def sms_of(ledger: Ledger, call_id: str) -> list[object]:
+    """The SMS events of the call's selection, whatever version the call is at now."""
+    call_uuid = aggregate_id(TENANT, "call", call_id)
+    for version in range(1, 10):
+        found = list(ledger.events.get(aggregate_id(TENANT, "sms", f"{call_uuid}/{version}")))
+        if found:
+            return found
+    return []
+
+
+@pytest.fixture
+def world(redis_url: str, shard: str) -> tuple[Runtime, Ledger]:
+    runtime = new_runtime(redis_url, shard)
+    return runtime, seed(runtime)
+
+
+def follow(runtime: Runtime, gateway: HttpGateway | FileGateway) -> None:
+    planner, sender = SmsPlanner(runtime.settings), SmsSender(runtime.settings, gateway)
+    while planner.run_once() + sender.run_once():
+        pass
+
+
+def test_an_auto_sent_outcome_sends_once_with_the_sms_id_as_idempotency_key(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k1", "THANKS")
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url, auth_header="Bearer gw-secret"))
+        follow(runtime, HttpGateway(gateway.url))  # again: nothing more
+        events = sms_of(ledger, "k1")
+        assert [type(e) for e in events] == [SmsRequested, SmsSent]
+        request = events[0]
+        assert isinstance(request, SmsRequested)
+        assert (request.to_number, request.body, request.draft) == (NUMBER, "Thanks!", False)
+        assert gateway.keys() == [str(request.originator_id)]
+        key, body, headers = gateway.deliveries[0]
+        assert body == {"id": key, "to": NUMBER, "body": "Thanks!"}
+        assert headers["Authorization"] == "Bearer gw-secret"
+        sent = events[1]
+        assert isinstance(sent, SmsSent) and sent.gateway_message_id == f"gw-{key}" and sent.attempts == 1
+
+
+def test_an_outcome_without_auto_send_makes_a_draft_that_is_not_sent(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k2", "OFFER")
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        events = sms_of(ledger, "k2")
+        assert [type(e) for e in events] == [SmsRequested]
+        request = events[0]
+        assert isinstance(request, SmsRequested) and request.draft
+        assert request.body == "Hi Aino, {{offer}}"  # known tags filled, the rest for the agent
+        assert gateway.deliveries == []
+
+
+def test_no_template_no_sms(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k3", "QUIET")
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        assert gateway.deliveries == []
+    assert sms_of(ledger, "k3") == []
+
+
+def test_an_opted_out_contact_gets_none_and_the_refusal_is_recorded(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    ctx = Context(TENANT, "system", datetime.now(UTC))
+    ledger.opt_out(ctx, contact_id="c1", channel="sms", occurred_at=T0)
+    select(ledger, "k4", "THANKS")
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        assert gateway.deliveries == []
+    events = sms_of(ledger, "k4")
+    assert [type(e) for e in events] == [SmsRequested, SmsSuppressed]
+    assert isinstance(events[1], SmsSuppressed) and events[1].reason == "opted_out"
+
+
+def test_a_stop_between_request_and_send_still_stops_it(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k5", "THANKS")
+    SmsPlanner(runtime.settings).run_once()  # requested while the contact could still be texted
+    ledger.opt_out(Context(TENANT, "system", datetime.now(UTC)), contact_id="c1", channel="sms", occurred_at=T0)
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        assert gateway.deliveries == []
+    assert [type(e) for e in sms_of(ledger, "k5")] == [SmsRequested, SmsSuppressed]
+
+
+def test_no_number_is_recorded_as_suppressed(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k6", "THANKS", number=None, contact=None)
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        assert gateway.deliveries == []
+    events = sms_of(ledger, "k6")
+    assert isinstance(events[-1], SmsSuppressed) and events[-1].reason == "no_number"
+
+
+def test_a_failing_gateway_is_retried_with_backoff_then_recorded_as_failed(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k7", "THANKS")
+    with Receiver(fail_with=503) as gateway:
+        follow(runtime, HttpGateway(gateway.url, retries=2, backoff=0.01))
+        assert len(gateway.deliveries) == 3  # the first try and two retries, one key
+        assert len(set(gateway.keys())) == 1
+    failed = sms_of(ledger, "k7")[-1]
+    assert isinstance(failed, SmsFailed) and failed.attempts == 3 and "HTTP 503" in failed.reason
+
+
+def test_a_refusal_by_the_gateway_is_not_retried(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "k8", "THANKS")
+    with Receiver(fail_with=400) as gateway:
+        follow(runtime, HttpGateway(gateway.url, retries=3, backoff=0.01))
+        assert len(gateway.deliveries) == 1
+    failed = sms_of(ledger, "k8")[-1]
+    assert isinstance(failed, SmsFailed) and failed.attempts == 1
+
+
+def test_the_file_gateway_writes_one_line_per_sms(world: tuple[Runtime, Ledger], tmp_path: object) -> None:
+    runtime, ledger = world
+    path = tmp_path / "sms.jsonl"  # type: ignore[operator]
+    select(ledger, "k9", "THANKS")
+    follow(runtime, FileGateway(path))
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and NUMBER in lines[0]
+    assert isinstance(sms_of(ledger, "k9")[-1], SmsSent)
+
+
+def test_every_position_is_recorded_so_twins_never_double(world: tuple[Runtime, Ledger]) -> None:
+    """Two senders on the same positions: each SMS is recorded sent once."""
+    runtime, ledger = world
+    for n in range(5):
+        select(ledger, f"t{n}", "THANKS")
+    with Receiver() as gateway:
+        SmsPlanner(runtime.settings).run_once()
+        SmsPlanner(runtime.settings).run_once()  # a twin planner: positions already recorded
+        first, second = (
+            SmsSender(runtime.settings, HttpGateway(gateway.url)),
+            SmsSender(runtime.settings, HttpGateway(gateway.url)),
+        )
+        while first.run_once() + second.run_once():
+            pass
+        for n in range(5):
+            assert [type(e) for e in sms_of(ledger, f"t{n}")] == [SmsRequested, SmsSent]
+        assert len(gateway.accepted) == 5
+
+
+def test_render_fills_only_known_tags() -> None:
+    assert render("Hi {{ contact.name }} - {{x}}", None) == "Hi {{ contact.name }} - {{x}}"
+
+
+def test_the_source_names_the_selection() -> None:
+    from events.types import OutcomeSelected
+
+    event = OutcomeSelected(
+        originator_id=UUID(int=1),
+        originator_version=4,
+        recorded_at=T0,
+        tenant_id="t",
+        actor="agent:a",
+        occurred_at=T0,
+        interaction="call",
+        interaction_id="c",
+        project_id="p",
+        outcome_code="X",
+        outcome_set_version=1,
+        definition=OutcomeDefinition(code="X", name="X"),
+    )
+    assert sms_source(event) == f"{UUID(int=1)}/4"
