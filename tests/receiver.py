@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,6 +18,8 @@ class Receiver:
         self.deduplicate = deduplicate
         self.fail_with = fail_with
         self.deliveries: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+        #: when each delivery arrived (time.monotonic), in the order of ``deliveries``
+        self.times: list[float] = []
         self.accepted: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         receiver = self
@@ -27,6 +30,7 @@ class Receiver:
                 key = self.headers.get("Idempotency-Key", "")
                 with receiver._lock:
                     receiver.deliveries.append((key, body, dict(self.headers)))
+                    receiver.times.append(time.monotonic())
                     status = receiver.fail_with or 200
                     if status == 200 and not (receiver.deduplicate and key in receiver.accepted):
                         receiver.accepted[key if receiver.deduplicate else f"{key}#{len(receiver.deliveries)}"] = body
