@@ -46,6 +46,10 @@ class ShardKeys:
         self.plain_prefix = self.prefix + "p:"
         #: sorted set of due timers (score = due time in ms)
         self.timers = self.prefix + "timers"
+        #: stream: log entries a worker gave up on, with the reason (``outcomes dlq``)
+        self.dead_letters = self.prefix + "dead-letters"
+        #: hash: "<worker>:<notification id>" -> failed attempts so far
+        self.attempts = self.prefix + "attempts"
 
     def aggregate_index(self, originator_id: UUID | str) -> str:
         """Sorted set: score = aggregate version, member = notification id."""

@@ -178,6 +178,49 @@ def tenant_ingest_user(tenant_id: str) -> None:
 
 
 @main.group()
+def dlq() -> None:
+    """The dead-letter stream: log entries a worker gave up on (REDIS_SHARD picks the shard)."""
+
+
+@dlq.command("list")
+def dlq_list() -> None:
+    """One line per dead letter: id, worker, log position, event type, attempts, reason."""
+    from workers.actions import dead_letters
+
+    for letter in dead_letters(_settings()):
+        click.echo(f"{letter.id}\t{letter.worker}\t{letter.nid}\t{letter.type}\t{letter.attempts}\t{letter.reason}")
+
+
+@dlq.command("show")
+@click.argument("entry_id")
+def dlq_show(entry_id: str) -> None:
+    """One dead letter as JSON."""
+    import msgspec
+
+    from workers.actions import dead_letters
+
+    found = [letter for letter in dead_letters(_settings()) if letter.id == entry_id]
+    if not found:
+        raise click.ClickException(f"no dead-letter entry {entry_id!r}")
+    click.echo(msgspec.json.format(msgspec.json.encode(found[0]), indent=2))
+
+
+@dlq.command("requeue")
+@click.argument("entry_id")
+def dlq_requeue(entry_id: str) -> None:
+    """Run a dead-lettered entry again now (after fixing its cause); on success it leaves
+    the dead-letter stream."""
+    from services.sms_gateway import gateway_from_env
+    from workers.actions import requeue
+
+    try:
+        letter = requeue(_settings(), gateway_from_env(), entry_id)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"requeued {letter.id}: {letter.worker} at log position {letter.nid} done")
+
+
+@main.group()
 def key() -> None:
     """API keys."""
 

@@ -3,7 +3,11 @@ through real Redis and a real local HTTP server standing in for the gateway."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -188,9 +192,9 @@ def test_a_refusal_by_the_gateway_is_not_retried(world: tuple[Runtime, Ledger]) 
     assert isinstance(failed, SmsFailed) and failed.attempts == 1
 
 
-def test_the_file_gateway_writes_one_line_per_sms(world: tuple[Runtime, Ledger], tmp_path: object) -> None:
+def test_the_file_gateway_writes_one_line_per_sms(world: tuple[Runtime, Ledger], tmp_path: Path) -> None:
     runtime, ledger = world
-    path = tmp_path / "sms.jsonl"  # type: ignore[operator]
+    path = tmp_path / "sms.jsonl"
     select(ledger, "k9", "THANKS")
     follow(runtime, FileGateway(path))
     lines = path.read_text().splitlines()
@@ -239,3 +243,55 @@ def test_the_source_names_the_selection() -> None:
         definition=OutcomeDefinition(code="X", name="X"),
     )
     assert sms_source(event) == f"{UUID(int=1)}/4"
+
+
+def _cli(runtime: Runtime, *args: str, gateway: str) -> str:
+    settings = runtime.settings
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_SHARD": settings.shard,
+        "REDIS_KEY_PREFIX": settings.key_prefix,
+        "OUTCOMES_SMS_GATEWAY": gateway,
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_a_poison_entry_is_dead_lettered_after_n_attempts_and_requeue_completes_it(
+    world: tuple[Runtime, Ledger], tmp_path: Path
+) -> None:
+    runtime, ledger = world
+    broken = tmp_path / "not-a-file"
+    broken.mkdir()  # the file gateway cannot append to a directory: every attempt raises
+    select(ledger, "p1", "THANKS")
+    SmsPlanner(runtime.settings).run_once()
+    sender = SmsSender(runtime.settings, FileGateway(broken), max_attempts=3)
+    for _ in range(2):
+        with pytest.raises(IsADirectoryError):
+            sender.run_once()
+    assert sender.run_once() > 0  # the third failure: dead-lettered, the position moves past it
+    assert [type(e) for e in sms_of(ledger, "p1")] == [SmsRequested]
+
+    letters = _cli(runtime, "dlq", "list", gateway=f"file:{broken}").splitlines()
+    assert len(letters) == 1
+    entry_id, worker, _nid, event_type, attempts, reason = letters[0].split("\t")
+    assert (worker, event_type, attempts) == ("actions.sms-sender", "SmsRequested", "3")
+    assert "IsADirectoryError" in reason
+    assert '"reason"' in _cli(runtime, "dlq", "show", entry_id, gateway=f"file:{broken}")
+
+    # later entries are not held up by it
+    select(ledger, "p2", "THANKS")
+    SmsPlanner(runtime.settings).run_once()
+    fixed = tmp_path / "sms.jsonl"
+    SmsSender(runtime.settings, FileGateway(fixed)).run_once()
+    assert isinstance(sms_of(ledger, "p2")[-1], SmsSent)
+
+    # the cause fixed, requeue completes it and empties the dead-letter stream
+    assert "done" in _cli(runtime, "dlq", "requeue", entry_id, gateway=f"file:{fixed}")
+    assert [type(e) for e in sms_of(ledger, "p1")] == [SmsRequested, SmsSent]
+    assert _cli(runtime, "dlq", "list", gateway=f"file:{fixed}") == ""
+    assert len(fixed.read_text().splitlines()) == 2

@@ -22,10 +22,14 @@ the same positions (safe, not faster).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Sequence
+from importlib import resources
 from typing import cast
 
+import msgspec
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
@@ -44,6 +48,8 @@ log = logging.getLogger("outcomes.actions")
 
 #: their positions in the shard's tracking hash
 PLANNER, SENDER = "actions.sms-planner", "actions.sms-sender"
+#: failed attempts at one log entry before it goes to the dead-letter stream
+MAX_ATTEMPTS = int(os.environ.get("OUTCOMES_MAX_ATTEMPTS", "5"))
 
 
 class LogFollower:
@@ -53,12 +59,15 @@ class LogFollower:
     #: the event types this follower acts on; the rest only move its position
     wanted: frozenset[bytes] = frozenset()
 
-    def __init__(self, settings: Settings, batch_size: int = 100) -> None:
+    def __init__(self, settings: Settings, batch_size: int = 100, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.runtime = Runtime(settings)
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
         self.ledger: Ledger = self.runtime.ledger_for_shard(settings.shard)
         self.client: redis.Redis = self.runtime.client
         self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        script = resources.files("workers").joinpath("lua", "dead_letter.lua").read_text(encoding="utf-8")
+        self._dead_letter = self.client.register_script(script)
 
     @property
     def mapper(self) -> StructMapper:
@@ -84,9 +93,16 @@ class LogFollower:
                 if fields[b"t"] not in self.wanted:
                     continue
                 nid = int(entry_id.split(b"-")[0])
-                tenant, events = self.decide(self.mapper.decode(fields[b"t"].decode(), fields[b"s"]))
-                if events:
-                    self.ledger.save_tracked(tenant, events, Tracking(self.name, nid))
+                try:
+                    tenant, events = self.decide(self.decode(fields))
+                    if events:
+                        self.ledger.save_tracked(tenant, events, Tracking(self.name, nid))
+                        recorded = nid  # the stored position
+                except IntegrityError:
+                    raise
+                except Exception as error:
+                    if not self._gave_up(recorded, nid, fields[b"t"].decode(), error):
+                        raise  # retried from the position on the next turn
                     recorded = nid
             last = int(entries[-1][0].split(b"-")[0])
             if last > recorded:  # nothing to record at the end of the batch: move the position alone
@@ -94,6 +110,24 @@ class LogFollower:
         except IntegrityError:
             return 0  # a twin follower recorded this position first: read the position again
         return len(entries)
+
+    def decode(self, fields: dict[bytes, bytes]) -> DomainEvent:
+        return self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
+
+    def _gave_up(self, position: int, nid: int, event_type: str, error: Exception) -> bool:
+        """Count a failed attempt at the entry; at ``max_attempts`` move it to the
+        dead-letter stream with the reason, and the position past it, in one script."""
+        attempts = int(self.client.hincrby(self.keys.attempts, f"{self.name}:{nid}", 1))
+        reason = f"{type(error).__name__}: {error}"
+        log.warning("%s: entry %d (%s) failed, attempt %d: %s", self.name, nid, event_type, attempts, reason)
+        if attempts < self.max_attempts:
+            return False
+        keys = [self.keys.tracking, self.keys.dead_letters, self.keys.attempts]
+        args = [self.name, str(position), str(nid), event_type, reason, str(attempts)]
+        if not self._dead_letter(keys=keys, args=args):
+            return False  # the position moved meanwhile: read it again
+        log.error("%s: entry %d (%s) dead-lettered after %d attempts", self.name, nid, event_type, attempts)
+        return True
 
 
 class SmsPlanner(LogFollower):
@@ -109,8 +143,8 @@ class SmsSender(LogFollower):
     name = SENDER
     wanted = frozenset({b"SmsRequested"})
 
-    def __init__(self, settings: Settings, gateway: Gateway, batch_size: int = 100) -> None:
-        super().__init__(settings, batch_size)
+    def __init__(self, settings: Settings, gateway: Gateway, **options: int) -> None:
+        super().__init__(settings, **options)
         self.gateway = gateway
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
@@ -139,6 +173,54 @@ class SmsSender(LogFollower):
         )
 
 
-def followers(settings: Settings, gateway: Gateway) -> list[Callable[[], int]]:
-    """The run-once functions of this shard's action followers, in the order to run them."""
-    return [SmsPlanner(settings).run_once, SmsSender(settings, gateway).run_once]
+def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
+    """This shard's action followers, in the order to run them."""
+    return [SmsPlanner(settings), SmsSender(settings, gateway)]
+
+
+# -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    id: str
+    worker: str
+    nid: int
+    type: str
+    reason: str
+    attempts: int
+
+
+def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    text = {k.decode(): v.decode() for k, v in fields.items()}
+    return DeadLetter(
+        entry_id.decode(), text["worker"], int(text["nid"]), text["type"], text["reason"], int(text["attempts"])
+    )
+
+
+def dead_letters(settings: Settings) -> list[DeadLetter]:
+    runtime = Runtime(settings)
+    keys = ShardKeys(settings.shard, settings.key_prefix)
+    entries = cast(StreamEntries, runtime.client.xrange(keys.dead_letters))
+    return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+
+def requeue(settings: Settings, gateway: Gateway, entry_id: str) -> DeadLetter:
+    """Run the dead-lettered entry again, now; on success it leaves the dead-letter stream.
+
+    Its worker's position is past it, so what is decided is saved without a position;
+    the aggregates' versions still keep it once (a twin's write fails whole)."""
+    follower = {f.name: f for f in followers(settings, gateway)}
+    client = follower[PLANNER].client
+    keys = follower[PLANNER].keys
+    found = cast(StreamEntries, client.xrange(keys.dead_letters, entry_id, entry_id))
+    if not found:
+        raise LookupError(f"no dead-letter entry {entry_id!r}")
+    letter = _dead_letter(*found[0])
+    worker = follower[letter.worker]
+    (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
+    tenant, events = worker.decide(worker.decode(fields))
+    if events:
+        with contextlib.suppress(IntegrityError):  # done meanwhile
+            worker.ledger.save(*events, tenant=tenant)
+    client.xdel(keys.dead_letters, entry_id)
+    return letter

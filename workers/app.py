@@ -63,7 +63,7 @@ def build_app(
     async def follow_up() -> None:
         while True:
             try:
-                covered = sum([await asyncio.to_thread(run_once) for run_once in act])
+                covered = sum([await asyncio.to_thread(follower.run_once) for follower in act])
             except Exception:  # Redis or a gateway away: the positions say where to go on
                 log.exception("follow-up actions failed")
                 covered = 0
