@@ -449,7 +449,10 @@ def history_plans(draw: st.DrawFn, max_calls: int = 10, max_conversations: int =
         )
     conversations: list[ConversationPlan] = []
     for n in range(draw(st.integers(0, max_conversations))):
-        picks = tuple(_pick(draw, outcomes, conv_codes, draw(agents)) for _ in range(draw(st.integers(0, 3))))
+        # kept active for a while (0-2 KEEP_OPEN selections), then maybe any outcome
+        kept = [_pick(draw, outcomes, ["KEEP_OPEN"], draw(agents)) for _ in range(draw(st.integers(0, 2)))]
+        rest = [_pick(draw, outcomes, conv_codes, draw(agents)) for _ in range(draw(st.integers(0, 1)))]
+        picks = (*kept, *rest)
         conversations.append(
             ConversationPlan(
                 conversation_id=f"conv-{n}",
