@@ -486,6 +486,13 @@ class SmsFailed(_SmsEvent, frozen=True, kw_only=True):
     attempts: int
 
 
+@event_type("SmsCancelled", 1)
+class SmsCancelled(_SmsEvent, frozen=True, kw_only=True):
+    """Not sent after all: the selection that asked for it was corrected."""
+
+    reason: str
+
+
 @event_type("SmsSuppressed", 1)
 class SmsSuppressed(_SmsEvent, frozen=True, kw_only=True):
     """No SMS went, on purpose: "opted_out" (the contact replied STOP), "no_number"."""

@@ -48,6 +48,8 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
     automatic: str | None = None
     late: bool = False
     corrected_from: str | None = None
+    #: the event that made it: "<aggregate id>/<version>"; what it caused is named after it
+    source: str = ""
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,6 +146,11 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     opted_out: tuple[str, ...] = ()
 
 
+def source_of(event: DomainEvent) -> str:
+    """Names the event that caused follow-up actions, so each knows its source."""
+    return f"{event.originator_id}/{event.originator_version}"
+
+
 def _selection(event: OutcomeSelected) -> Selection:
     return Selection(
         code=event.outcome_code,
@@ -151,12 +158,17 @@ def _selection(event: OutcomeSelected) -> Selection:
         actor=event.actor,
         automatic=event.automatic,
         late=event.late,
+        source=source_of(event),
     )
 
 
 def _correction(event: OutcomeCorrected) -> Selection:
     return Selection(
-        code=event.outcome_code, definition=event.definition, actor=event.actor, corrected_from=event.previous_code
+        code=event.outcome_code,
+        definition=event.definition,
+        actor=event.actor,
+        corrected_from=event.previous_code,
+        source=source_of(event),
     )
 
 

@@ -32,6 +32,7 @@ from services.interactions import (
     Call,
     Contact,
     Conversation,
+    Selection,
     aggregate_id,
     project_call,
     project_contact,
@@ -541,7 +542,29 @@ class Ledger(Application[UUID]):
         call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
         contact_id = call.contact_id if call else self.conversation(tenant_id, selection.interaction_id).contact_id
         contact = self.contact(tenant_id, contact_id) if contact_id else None
-        return sms_rules.request_sms(selection, self.catalogue(tenant_id), ctx, call=call, contact=contact)
+        cancelled: list[DomainEvent] = []
+        if isinstance(selection, OutcomeCorrected):
+            replaced = self._replaced(selection)
+            sms = self._sms_of(tenant_id, replaced.source) if replaced else None
+            cancelled = sms_rules.cancel_replaced(replaced, sms, ctx)
+        return cancelled + sms_rules.request_sms(selection, self.catalogue(tenant_id), ctx, call=call, contact=contact)
+
+    def _replaced(self, correction: OutcomeCorrected) -> Selection | None:
+        """The selection a correction replaced: the interaction's outcome just before it."""
+        before = correction.originator_version - 1
+        if correction.interaction == "call":
+            call: Call = self.repository.get(correction.originator_id, version=before, projector_func=project_call)
+            return call.outcome
+        conversation: Conversation = self.repository.get(
+            correction.originator_id, version=before, projector_func=project_conversation
+        )
+        return conversation.closing_outcome
+
+    def _sms_of(self, tenant_id: str, source: str) -> Sms | None:
+        try:
+            return self.sms(tenant_id, aggregate_id(tenant_id, "sms", source))
+        except NotFound:
+            return None
 
     def sms(self, tenant_id: str, sms_id: UUID) -> Sms:
         return self._get(sms_id, project_sms, "SMS")

@@ -9,10 +9,10 @@ from uuid import UUID
 import msgspec
 
 from events.codec import DomainEvent
-from events.types import SmsFailed, SmsRequested, SmsSent, SmsSuppressed
+from events.types import SmsCancelled, SmsFailed, SmsRequested, SmsSent, SmsSuppressed
 from services.interactions import Projector, _projector
 
-SmsStatus = Literal["draft", "pending", "sent", "failed", "suppressed"]
+SmsStatus = Literal["draft", "pending", "sent", "failed", "suppressed", "cancelled"]
 
 
 class Sms(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,8 +24,8 @@ class Sms(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def settled(self) -> bool:
-        """Sent, failed or suppressed: nothing more will be done."""
-        return self.status in ("sent", "failed", "suppressed")
+        """Sent, failed, suppressed or cancelled: nothing more will be done."""
+        return self.status in ("sent", "failed", "suppressed", "cancelled")
 
 
 @singledispatch
@@ -55,6 +55,12 @@ def _(event: SmsFailed, state: Sms | None) -> Sms:
 def _(event: SmsSuppressed, state: Sms | None) -> Sms:
     assert state is not None
     return msgspec.structs.replace(state, status="suppressed")
+
+
+@_sms.register
+def _(event: SmsCancelled, state: Sms | None) -> Sms:
+    assert state is not None
+    return msgspec.structs.replace(state, status="cancelled")
 
 
 project_sms: Projector[Sms] = _projector(_sms)

@@ -12,20 +12,24 @@ from uuid import UUID
 
 import pytest
 
+from events.codec import DomainEvent
 from events.types import (
     OutcomeDefinition,
     ProjectSettings,
+    SmsCancelled,
     SmsFailed,
     SmsRequested,
     SmsSent,
     SmsSuppressed,
 )
-from services.interactions import aggregate_id
+from services.catalogue import Catalogue
+from services.interactions import Call, Conversation, aggregate_id, source_of
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules import config as config_rules
+from services.rules import interactions as rules
 from services.rules.interactions import Choice
-from services.rules.sms import render, sms_source
+from services.rules.sms import render
 from services.runtime import Runtime
 from services.sms_gateway import FileGateway, HttpGateway
 from tests.helpers import T0, new_runtime
@@ -242,7 +246,7 @@ def test_the_source_names_the_selection() -> None:
         outcome_set_version=1,
         definition=OutcomeDefinition(code="X", name="X"),
     )
-    assert sms_source(event) == f"{UUID(int=1)}/4"
+    assert source_of(event) == f"{UUID(int=1)}/4"
 
 
 def _cli(runtime: Runtime, *args: str, gateway: str) -> str:
@@ -295,3 +299,39 @@ def test_a_poison_entry_is_dead_lettered_after_n_attempts_and_requeue_completes_
     assert [type(e) for e in sms_of(ledger, "p1")] == [SmsRequested, SmsSent]
     assert _cli(runtime, "dlq", "list", gateway=f"file:{fixed}") == ""
     assert len(fixed.read_text().splitlines()) == 2
+
+
+def correct(ledger: Ledger, call_id: str, code: str) -> None:
+    ctx = Context(TENANT, "supervisor:sue", datetime.now(UTC))
+    choice = Choice(code, T0 + timedelta(minutes=5))
+
+    def decide(cat: Catalogue, call: Call, conv: Conversation | None) -> list[DomainEvent]:
+        return rules.correct_outcome(cat, call, ctx, choice, reason="misclicked", conversation=conv)
+
+    ledger.call_fact(ctx, call_id, decide)
+
+
+def test_a_correction_cancels_the_unsent_sms_and_asks_for_the_new_outcomes(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "r1", "OFFER")  # a draft, never sent
+    SmsPlanner(runtime.settings).run_once()
+    correct(ledger, "r1", "THANKS")
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        call_uuid = aggregate_id(TENANT, "call", "r1")
+        versions = [e.originator_version for e in ledger.events.get(call_uuid)]
+        draft, new = (list(ledger.events.get(aggregate_id(TENANT, "sms", f"{call_uuid}/{v}"))) for v in versions[-2:])
+        assert [type(e) for e in draft] == [SmsRequested, SmsCancelled]
+        assert [type(e) for e in new] == [SmsRequested, SmsSent]
+        assert len(gateway.deliveries) == 1
+
+
+def test_a_correction_leaves_a_sent_sms_alone(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "r2", "THANKS")
+    with Receiver() as gateway:
+        follow(runtime, HttpGateway(gateway.url))
+        correct(ledger, "r2", "QUIET")
+        follow(runtime, HttpGateway(gateway.url))
+        assert [type(e) for e in sms_of(ledger, "r2")] == [SmsRequested, SmsSent]
+        assert len(gateway.deliveries) == 1

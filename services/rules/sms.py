@@ -5,6 +5,7 @@
   without it the agent gets a draft to complete, edit and send (the seeds say "outbound";
   an inbound call's agent is treated alike).
 - The number is the call's own, else the contact's first.
+- A correction cancels the corrected selection's SMS if it has not gone yet.
 - A contact who opted out of SMS (replied STOP) gets none: the refusal is recorded, both
   when the SMS is requested and, should the STOP arrive in between, when it would be sent.
 """
@@ -14,20 +15,23 @@ from __future__ import annotations
 import re
 
 from events.codec import DomainEvent
-from events.types import OutcomeCorrected, OutcomeSelected, SmsFailed, SmsRequested, SmsSent, SmsSuppressed
+from events.types import (
+    OutcomeCorrected,
+    OutcomeSelected,
+    SmsCancelled,
+    SmsFailed,
+    SmsRequested,
+    SmsSent,
+    SmsSuppressed,
+)
 from services.catalogue import Catalogue
-from services.interactions import Call, Contact, aggregate_id
+from services.interactions import Call, Contact, Selection, aggregate_id, source_of
 from services.rules import Context, make
 from services.rules.config import MESSAGE_TAG
 from services.sms import Sms
 
 #: the message tags a draft is pre-filled with; the agent completes any other
 _FILLED = {"contact.name", "contact.id"}
-
-
-def sms_source(event: OutcomeSelected | OutcomeCorrected) -> str:
-    """Names the selection an SMS came from, so one selection asks for at most one."""
-    return f"{event.originator_id}/{event.originator_version}"
 
 
 def render(body: str, contact: Contact | None) -> str:
@@ -57,7 +61,7 @@ def request_sms(
     if definition.sms_template is None:
         return []
     template = catalogue.templates.get(definition.sms_template, "")
-    source = sms_source(selection)
+    source = source_of(selection)
     sms_id = aggregate_id(ctx.tenant_id, "sms", source)
     number = (call.contact_number if call else None) or (contact.numbers[0] if contact and contact.numbers else None)
     contact_id = contact.contact_id if contact else (call.contact_id if call else None)
@@ -82,6 +86,16 @@ def request_sms(
     if number is None:
         return [request, make(SmsSuppressed, sms_id, 2, ctx, contact_id=contact_id, reason="no_number")]
     return [request]
+
+
+def cancel_replaced(replaced: Selection | None, sms: Sms | None, ctx: Context) -> list[DomainEvent]:
+    """A correction undoes what the corrected selection caused and the new outcome does
+    not ask for: its SMS, if not sent yet (a draft or pending), is cancelled. (The new
+    outcome's own SMS, if any, is a new request.)"""
+    if replaced is None or sms is None or sms.settled:
+        return []
+    contact_id = sms.request.contact_id
+    return [make(SmsCancelled, sms.id, sms.version + 1, ctx, contact_id=contact_id, reason="outcome corrected")]
 
 
 def opted_out_since(sms: Sms, contact: Contact | None, ctx: Context) -> list[DomainEvent]:
