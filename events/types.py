@@ -486,6 +486,15 @@ class SmsFailed(_SmsEvent, frozen=True, kw_only=True):
     attempts: int
 
 
+@event_type("SmsDraftApproved", 1)
+class SmsDraftApproved(_SmsEvent, frozen=True, kw_only=True):
+    """The agent completed and edited the draft and sent it: it goes with this text."""
+
+    body: str
+
+    personal: ClassVar[tuple[str, ...]] = ("body",)
+
+
 @event_type("SmsCancelled", 1)
 class SmsCancelled(_SmsEvent, frozen=True, kw_only=True):
     """Not sent after all: the selection that asked for it was corrected."""

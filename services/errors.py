@@ -105,6 +105,14 @@ class TemplateHasTags(DomainError):
     code = "template_has_tags"
 
 
+class SmsNotDraft(Conflict):
+    code = "sms_not_draft"
+
+
+class DraftIncomplete(DomainError):
+    code = "draft_incomplete"
+
+
 class ConversationIsClosed(Conflict):
     code = "conversation_closed"
 

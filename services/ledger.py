@@ -24,7 +24,7 @@ from events.store import (
     VersionConflict,
 )
 from events.store import IdempotencyKeyReused as StoredKeyReused
-from events.types import OutcomeCorrected, OutcomeDefinition, OutcomeSelected, ProjectSettings
+from events.types import Interaction, OutcomeCorrected, OutcomeDefinition, OutcomeSelected, ProjectSettings
 from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
 from services.errors import Conflict, DomainError, IdempotencyKeyReused, NotFound, OutcomeSetChanged
 from services.idempotency import Idempotency, Receipt
@@ -37,6 +37,7 @@ from services.interactions import (
     project_call,
     project_contact,
     project_conversation,
+    source_of,
 )
 from services.rules import Context
 from services.rules import config as config_rules
@@ -567,7 +568,41 @@ class Ledger(Application[UUID]):
             return None
 
     def sms(self, tenant_id: str, sms_id: UUID) -> Sms:
-        return self._get(sms_id, project_sms, "SMS")
+        """The tenant's SMS; NotFound alike for an unknown id, another tenant's, or an id
+        that names something else."""
+        try:
+            sms: object = self._get(sms_id, project_sms, "SMS")
+        except TypeError:  # the id names another kind of aggregate
+            sms = None
+        if not isinstance(sms, Sms) or sms.tenant_id != tenant_id:
+            raise NotFound("SMS not found")
+        return sms
+
+    def sms_of_interaction(self, tenant_id: str, interaction: Interaction, external_id: str) -> list[Sms]:
+        """Every SMS the interaction's selections and corrections asked for, in order."""
+        load = self.call if interaction == "call" else self.conversation
+        state = load(tenant_id, external_id)  # NotFound for an unknown one
+        found = []
+        for event in self.events.get(state.id):
+            if isinstance(event, OutcomeSelected | OutcomeCorrected):
+                sms = self._sms_of(tenant_id, source_of(event))
+                if sms is not None:
+                    found.append(sms)
+        return found
+
+    def send_sms_draft(
+        self, ctx: Context, *, sms_id: str, body: str, idempotency: Idempotency | None = None
+    ) -> Receipt:
+        """The agent sends a draft, completed and edited; the sender worker delivers it."""
+        try:
+            uuid = UUID(sms_id)
+        except ValueError:
+            raise NotFound("SMS not found") from None
+
+        def decide() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            return sms_rules.approve_draft(self.sms(ctx.tenant_id, uuid), ctx, body), ()
+
+        return self._run(ctx, idempotency, "sms", sms_id, decide, uuid)
 
     def quota_reached(self, tenant_id: str, project_id: str, outcome_code: str) -> datetime | None:
         """When the outcome reached its quota in the project, if it did."""

@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from events.codec import DomainEvent
-from events.types import SmsCancelled, SmsFailed, SmsRequested, SmsSent, SmsSuppressed
+from events.types import SmsCancelled, SmsDraftApproved, SmsFailed, SmsRequested, SmsSent, SmsSuppressed
 from services.interactions import Projector, _projector
 
 SmsStatus = Literal["draft", "pending", "sent", "failed", "suppressed", "cancelled"]
@@ -21,6 +21,8 @@ class Sms(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     request: SmsRequested
     status: SmsStatus
+    #: the text that goes: the rendered template, or the agent's completed draft
+    body: str
 
     @property
     def settled(self) -> bool:
@@ -36,7 +38,15 @@ def _sms(event: DomainEvent, state: Sms | None) -> Sms:
 @_sms.register
 def _(event: SmsRequested, state: Sms | None) -> Sms:
     status: SmsStatus = "draft" if event.draft else "pending"
-    return Sms(id=event.originator_id, version=1, tenant_id=event.tenant_id, request=event, status=status)
+    return Sms(
+        id=event.originator_id, version=1, tenant_id=event.tenant_id, request=event, status=status, body=event.body
+    )
+
+
+@_sms.register
+def _(event: SmsDraftApproved, state: Sms | None) -> Sms:
+    assert state is not None
+    return msgspec.structs.replace(state, status="pending", body=event.body)
 
 
 @_sms.register

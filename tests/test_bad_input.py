@@ -37,8 +37,10 @@ from litestar.testing import TestClient
 
 from services.api.app import create_app
 from services.config import Settings
+from services.interactions import aggregate_id
 from services.runtime import Runtime
 from tests.digest import diff, snapshot
+from workers.actions import SmsPlanner
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 NO_BODY = object()
@@ -166,6 +168,9 @@ OPS = [
        mistype="name", invalid=("numbers", ["12345"], "numbers")),
     Op("contactOptedOut", "POST", "/v1/contacts/k1/opt-out", "agent", "manager_key", {"occurred_at": at(70)},
        mistype="channel", required="occurred_at", enum="channel"),
+    # follow-up actions
+    Op("sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", "agent", "manager_key", {"body": "Hi Ann, see you at 5"},
+       mistype="body", required="body", invalid=("body", "", "body")),
 ]  # fmt: skip
 OP_BY_ID = {o.op: o for o in OPS}
 
@@ -242,6 +247,7 @@ def generic_cases(o: Op) -> list[Case]:
 
 SELECT = "selectCallOutcome"
 NOT_FOUND = {"status": 404, "error": "not_found"}
+SMS_BODY = {"body": "Hi Ann, see you at 5"}
 
 
 def sel(code: str, **extra: Any) -> dict[str, Any]:
@@ -624,6 +630,19 @@ RULES = [
          status=(400, 404, 422), error=None),
     case("opt-out-contact-id-too-long", "contactOptedOut", "POST", "/v1/contacts/" + "y" * 300 + "/opt-out", "contact",
          body={"occurred_at": at(5)}, status=(400, 404, 422), error=None),
+    # sending an SMS draft
+    case("send-sms-unknown", "sendSmsDraft", "POST", "/v1/sms/00000000-0000-4000-8000-000000000000/send",
+         body=SMS_BODY, says="not found", **NOT_FOUND),
+    case("send-sms-not-an-id", "sendSmsDraft", "POST", "/v1/sms/not-an-sms/send", body=SMS_BODY, says="not found",
+         **NOT_FOUND),
+    case("send-sms-id-of-a-call", "sendSmsDraft", "POST", "/v1/sms/{call_uuid}/send", body=SMS_BODY,
+         says="not found", **NOT_FOUND),
+    case("send-sms-not-a-draft", "sendSmsDraft", "POST", "/v1/sms/{sms_auto}/send", body=SMS_BODY, status=409,
+         error="sms_not_draft", says="not a draft"),
+    case("send-sms-tags-left", "sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", body={"body": "Hi {{offer}}"},
+         status=422, error="draft_incomplete", says=("message tag", "{{offer}}")),
+    case("send-sms-too-long", "sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", body={"body": "x" * 1601},
+         says=("1600", "`body`")),
 ]  # fmt: skip
 
 # -- another tenant's ids: A asks for ids that exist only in tenant B -------------------------------------
@@ -690,6 +709,7 @@ CROSS = [
          body=B_CALL),
     case("conversation-reference", "attachConversationReference", "POST", "/v1/conversations/b-conv/references",
          who="agent", body={"kind": "recording", "reference": "r", "occurred_at": at(20)}),
+    case("send-sms-draft", "sendSmsDraft", "POST", "/v1/sms/{b_sms}/send", who="agent", body=SMS_BODY),
 ]  # fmt: skip
 CROSS = [
     Case(
@@ -828,6 +848,19 @@ def _build_acme(w: World, post: Any, put: Any) -> None:
     conversation("v-strict", "strict")
     post(p, "/v1/conversations/v-closed/outcome", sel("SALE", occurred_at=at(60)))
 
+    # SMS: a draft waiting for the agent, and one that goes by itself
+    put(a, "/v1/sms-templates/draftable", {"body": "Hi {{contact.name}}, {{offer}}"})
+    post(a, "/v1/outcomes", outcome("SMS_DRAFT", "Sms draft", sms_template="draftable"))
+    for call_id, code in (("c-sms-draft", "SMS_DRAFT"), ("c-sms-auto", "SMS_AUTO")):
+        post(p, "/v1/calls", call(call_id, contact_id="k1", contact_number="+358401234567"))
+        post(p, f"/v1/calls/{call_id}/ended", {"occurred_at": at(60)})
+        post(p, f"/v1/calls/{call_id}/outcome", sel(code, occurred_at=at(65)))
+    SmsPlanner(w.runtime.settings).run_once()
+    for name, call_id in (("sms_draft", "c-sms-draft"), ("sms_auto", "c-sms-auto")):
+        w.ids[name] = sms_id("acme", call_id)
+    w.ids["call_uuid"] = str(aggregate_id("acme", "call", "c-sms-draft"))
+    w.ids["b_sms"] = sms_id("beta", "b-sms-call")  # named before tenant B exists: the same for any reader
+
 
 def _build_beta(w: World, post: Any, put: Any) -> None:
     b, bp = "b_admin", "b_agent"
@@ -848,6 +881,18 @@ def _build_beta(w: World, post: Any, put: Any) -> None:
     post(bp, "/v1/conversations", {"conversation_id": "b-conv", "project_id": "b-proj", "channel": "sms",
                                    "occurred_at": at(0)})  # fmt: skip
     post(bp, "/v1/conversations/b-conv/outcome", sel("B_ONLY", occurred_at=at(30)))
+    post(b, "/v1/outcomes", outcome("B_SMS", "B sms", sms_template="b-tmpl"))
+    post(bp, "/v1/calls", call("b-sms-call", project_id="b-proj", contact_number="+358401234567"))
+    post(bp, "/v1/calls/b-sms-call/ended", {"occurred_at": at(60)})
+    post(bp, "/v1/calls/b-sms-call/outcome", sel("B_SMS", occurred_at=at(65)))
+    SmsPlanner(w.runtime.settings).run_once()
+    assert w.runtime.ledger("beta").sms("beta", uuid.UUID(w.ids["b_sms"])).status == "draft"
+
+
+def sms_id(tenant: str, call_id: str) -> str:
+    """The id of the SMS a call's outcome asked for: named after the selection (the call's
+    third event: started, ended, outcome)."""
+    return str(aggregate_id(tenant, "sms", f"{aggregate_id(tenant, 'call', call_id)}/3"))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from litestar.testing import TestClient
 
 from events.codec import DomainEvent
 from events.types import (
@@ -22,9 +23,11 @@ from events.types import (
     SmsSent,
     SmsSuppressed,
 )
+from services.api.app import create_app
 from services.catalogue import Catalogue
 from services.interactions import Call, Conversation, aggregate_id, source_of
 from services.ledger import Ledger
+from services.permissions import Role
 from services.rules import Context
 from services.rules import config as config_rules
 from services.rules import interactions as rules
@@ -335,3 +338,26 @@ def test_a_correction_leaves_a_sent_sms_alone(world: tuple[Runtime, Ledger]) -> 
         follow(runtime, HttpGateway(gateway.url))
         assert [type(e) for e in sms_of(ledger, "r2")] == [SmsRequested, SmsSent]
         assert len(gateway.deliveries) == 1
+
+
+def test_the_agent_completes_and_sends_a_draft_through_the_api(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    select(ledger, "d1", "OFFER")
+    SmsPlanner(runtime.settings).run_once()
+    _, secret = runtime.registry.issue_key(TENANT, Role.PLATFORM)
+    agent = {"Authorization": f"Bearer {secret}", "X-Acting-For": "agent:anna"}
+    with TestClient(create_app(runtime)) as http, Receiver() as gateway:
+        drafts = http.get("/v1/calls/d1/sms", headers=agent).json()
+        assert [(d["status"], d["body"], d["draft"]) for d in drafts] == [("draft", "Hi Aino, {{offer}}", True)]
+        send = f"/v1/sms/{drafts[0]['sms_id']}/send"
+        refused = http.post(send, headers=agent, json={"body": "Hi Aino, {{offer}}"})
+        assert refused.status_code == 422 and refused.json()["error"] == "draft_incomplete"
+        follow(runtime, HttpGateway(gateway.url))
+        assert gateway.deliveries == []  # a draft waits for the agent
+        sent = http.post(send, headers=agent, json={"body": "Hi Aino, 20% off until Friday"})
+        assert sent.status_code == 201, sent.text
+        follow(runtime, HttpGateway(gateway.url))
+        assert [body["body"] for _, body, _ in gateway.deliveries] == ["Hi Aino, 20% off until Friday"]
+        assert http.get("/v1/calls/d1/sms", headers=agent).json()[0]["status"] == "sent"
+        again = http.post(send, headers=agent, json={"body": "Hi again"})
+        assert again.status_code == 409 and again.json()["error"] == "sms_not_draft"

@@ -36,7 +36,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from events.codec import DomainEvent, StructMapper, now
 from events.keys import ShardKeys
 from events.store import StreamEntries, xrange
-from events.types import OutcomeCorrected, OutcomeSelected, SmsRequested
+from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
 from services.ledger import Ledger
 from services.rules import Context
@@ -141,25 +141,27 @@ class SmsPlanner(LogFollower):
 
 class SmsSender(LogFollower):
     name = SENDER
-    wanted = frozenset({b"SmsRequested"})
+    #: a request goes at once, a draft once the agent approves it
+    wanted = frozenset({b"SmsRequested", b"SmsDraftApproved"})
 
     def __init__(self, settings: Settings, gateway: Gateway, **options: int) -> None:
         super().__init__(settings, **options)
         self.gateway = gateway
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
-        assert isinstance(event, SmsRequested)
+        assert isinstance(event, SmsRequested | SmsDraftApproved)
         tenant_id = event.tenant_id
         sms = self.ledger.sms(tenant_id, event.originator_id)
-        if sms.settled or sms.status == "draft":
+        if sms.status != "pending":  # settled already, or a draft still with the agent
             return tenant_id, []
         ctx = Context(tenant_id, "system", now())
         contact = self.ledger.contact(tenant_id, event.contact_id) if event.contact_id else None
         refused = sms_rules.opted_out_since(sms, contact, ctx)
         if refused:
             return tenant_id, refused
-        assert event.to_number is not None  # a request without a number is suppressed when made
-        delivery = self.gateway.send(str(sms.id), event.to_number, event.body)
+        to_number = sms.request.to_number
+        assert to_number is not None  # a request without a number is suppressed when made
+        delivery = self.gateway.send(str(sms.id), to_number, sms.body)
         if not delivery.ok:
             log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
         return tenant_id, sms_rules.delivered(

@@ -67,6 +67,24 @@ class TemplateBody(_Body, frozen=True, kw_only=True):
     body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
 
 
+class SendSmsDraftBody(_Body, frozen=True, kw_only=True):
+    """The draft's text as the agent completed and edited it."""
+
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=1600)]
+
+
+class SmsView(msgspec.Struct, frozen=True, kw_only=True):
+    """An SMS an outcome asked for, and where it stands."""
+
+    sms_id: str
+    status: str
+    outcome_code: str
+    template_id: str
+    to_number: str | None
+    body: str
+    draft: bool
+
+
 class AgentBody(_Body, frozen=True, kw_only=True):
     agent_id: ExternalId
     name: Name

@@ -5,6 +5,7 @@
   without it the agent gets a draft to complete, edit and send (the seeds say "outbound";
   an inbound call's agent is treated alike).
 - The number is the call's own, else the contact's first.
+- The agent sends a draft through the API once no message tag is left in it.
 - A correction cancels the corrected selection's SMS if it has not gone yet.
 - A contact who opted out of SMS (replied STOP) gets none: the refusal is recorded, both
   when the SMS is requested and, should the STOP arrive in between, when it would be sent.
@@ -19,12 +20,14 @@ from events.types import (
     OutcomeCorrected,
     OutcomeSelected,
     SmsCancelled,
+    SmsDraftApproved,
     SmsFailed,
     SmsRequested,
     SmsSent,
     SmsSuppressed,
 )
 from services.catalogue import Catalogue
+from services.errors import DraftIncomplete, SmsNotDraft
 from services.interactions import Call, Contact, Selection, aggregate_id, source_of
 from services.rules import Context, make
 from services.rules.config import MESSAGE_TAG
@@ -96,6 +99,15 @@ def cancel_replaced(replaced: Selection | None, sms: Sms | None, ctx: Context) -
         return []
     contact_id = sms.request.contact_id
     return [make(SmsCancelled, sms.id, sms.version + 1, ctx, contact_id=contact_id, reason="outcome corrected")]
+
+
+def approve_draft(sms: Sms, ctx: Context, body: str) -> list[DomainEvent]:
+    """The agent sends a draft, completed and edited: only a draft, with no tag left."""
+    if sms.status != "draft":
+        raise SmsNotDraft(f"SMS {sms.id} is not a draft (it is {sms.status}); only drafts are sent by hand")
+    if tag := MESSAGE_TAG.search(body):
+        raise DraftIncomplete(f"the text still has the message tag {tag.group(0)!r}: complete it before sending")
+    return [make(SmsDraftApproved, sms.id, sms.version + 1, ctx, contact_id=sms.request.contact_id, body=body)]
 
 
 def opted_out_since(sms: Sms, contact: Contact | None, ctx: Context) -> list[DomainEvent]:
