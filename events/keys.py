@@ -65,6 +65,10 @@ class ShardKeys:
     def plain_stream(self, purpose: str, originator_id: UUID | str) -> str:
         return self.plain_prefix + purpose + ":" + encode_originator_id(originator_id)
 
+    def flow(self, tenant: str, flow: str) -> str:
+        """Stream of a flow's hand-overs and the messages it takes over (docs/actions.md)."""
+        return self.prefix + "flow:" + tenant + ":" + flow
+
     def view(self, name: str) -> str:
         """Prefix of a read model's keys; a view lives in its shard's slot."""
         return self.prefix + "v:" + name + ":"

@@ -423,6 +423,14 @@ class FlowRedirected(_Fact, frozen=True, kw_only=True):
     flow: str
 
 
+@event_type("FlowReturned", 1)
+class FlowReturned(_Fact, frozen=True, kw_only=True):
+    """The flow (bot, survey) handed the conversation back: its messages are the agents' again."""
+
+    conversation_id: str
+    flow: str
+
+
 @event_type("WrapUpTimerSet", 1)
 class WrapUpTimerSet(_Fact, frozen=True, kw_only=True):
     """The wrap-up clock started; the system selects ``outcome_code`` at ``due_at``."""

@@ -154,6 +154,17 @@ def _message(
     )
 
 
+def _flow_returned(
+    ledger: Ledger, ctx: Context, conversation_id: str, d: bodies.FlowReturnedBody, key: Idempotency | None
+) -> Receipt:
+    return ledger.conversation_fact(
+        ctx,
+        conversation_id,
+        lambda cat, conv: rules.flow_returned(conv, ctx, flow=d.flow, occurred_at=d.occurred_at),
+        key,
+    )
+
+
 def _select_conversation(
     ledger: Ledger, ctx: Context, conversation_id: str, d: bodies.SelectOutcome, key: Idempotency | None
 ) -> Receipt:
@@ -230,6 +241,7 @@ COMMANDS: dict[str, Command] = {
         Command("conversation.outcome", bodies.SelectOutcome, _F, "conversation_id", _select_conversation),
         Command("conversation.correction", bodies.CorrectOutcome, _C, "conversation_id", _correct_conversation),
         Command("conversation.closed", bodies.CloseBody, _F, "conversation_id", _close),
+        Command("conversation.flow_returned", bodies.FlowReturnedBody, _F, "conversation_id", _flow_returned),
         Command("conversation.reference", bodies.ReferenceBody, _F, "conversation_id", _conversation_reference),
         Command("contact.saved", bodies.ContactBody, _F, "contact_id", _save_contact),
         Command("contact.opted_out", bodies.OptOutBody, _F, "contact_id", _opt_out),

@@ -105,6 +105,10 @@ class TemplateHasTags(DomainError):
     code = "template_has_tags"
 
 
+class NotWithFlow(Conflict):
+    code = "not_with_flow"
+
+
 class SmsNotDraft(Conflict):
     code = "sms_not_draft"
 

@@ -22,6 +22,7 @@ from events.types import (
     ConversationClosed,
     ConversationStarted,
     FlowRedirected,
+    FlowReturned,
     MessageRecorded,
     OutcomeCorrected,
     OutcomeDefinition,
@@ -294,6 +295,12 @@ def _(event: OutcomeCorrected, state: Conversation | None) -> Conversation:
 def _(event: ConversationClosed, state: Conversation | None) -> Conversation:
     assert state is not None
     return msgspec.structs.replace(state, closed_at=event.occurred_at, close_cause=event.cause, flow=None)
+
+
+@_conversation.register
+def _(event: FlowReturned, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return msgspec.structs.replace(state, flow=None)
 
 
 @_conversation.register

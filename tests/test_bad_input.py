@@ -168,6 +168,8 @@ OPS = [
        mistype="name", invalid=("numbers", ["12345"], "numbers")),
     Op("contactOptedOut", "POST", "/v1/contacts/k1/opt-out", "agent", "manager_key", {"occurred_at": at(70)},
        mistype="channel", required="occurred_at", enum="channel"),
+    Op("flowReturned", "POST", "/v1/conversations/v-flow/flow-returned", "agent", "manager_key",
+       {"flow": "bot", "occurred_at": at(80)}, mistype="flow", required="flow", invalid=("flow", "has space", "flow")),
     # follow-up actions
     Op("sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", "agent", "manager_key", {"body": "Hi Ann, see you at 5"},
        mistype="body", required="body", invalid=("body", "", "body")),
@@ -643,6 +645,13 @@ RULES = [
          status=422, error="draft_incomplete", says=("message tag", "{{offer}}")),
     case("send-sms-too-long", "sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", body={"body": "x" * 1601},
          says=("1600", "`body`")),
+    # a flow handing a conversation back
+    case("flow-returned-not-with-a-flow", "flowReturned", "POST", "/v1/conversations/v-open/flow-returned",
+         body={"flow": "bot", "occurred_at": at(80)}, status=409, error="not_with_flow", says="with no flow"),
+    case("flow-returned-another-flow", "flowReturned", "POST", "/v1/conversations/v-flow/flow-returned",
+         body={"flow": "other", "occurred_at": at(80)}, status=409, error="not_with_flow", says="not with 'other'"),
+    case("flow-returned-unknown", "flowReturned", "POST", "/v1/conversations/nowhere/flow-returned",
+         body={"flow": "bot", "occurred_at": at(80)}, says="not found", **NOT_FOUND),
 ]  # fmt: skip
 
 # -- another tenant's ids: A asks for ids that exist only in tenant B -------------------------------------
@@ -710,6 +719,8 @@ CROSS = [
     case("conversation-reference", "attachConversationReference", "POST", "/v1/conversations/b-conv/references",
          who="agent", body={"kind": "recording", "reference": "r", "occurred_at": at(20)}),
     case("send-sms-draft", "sendSmsDraft", "POST", "/v1/sms/{b_sms}/send", who="agent", body=SMS_BODY),
+    case("flow-returned", "flowReturned", "POST", "/v1/conversations/b-conv/flow-returned", who="agent",
+         body={"flow": "bot", "occurred_at": at(80)}),
 ]  # fmt: skip
 CROSS = [
     Case(
@@ -847,6 +858,13 @@ def _build_acme(w: World, post: Any, put: Any) -> None:
         conversation(conversation_id)
     conversation("v-strict", "strict")
     post(p, "/v1/conversations/v-closed/outcome", sel("SALE", occurred_at=at(60)))
+
+    # a conversation with a flow (a bot)
+    post(a, "/v1/projects", project("p-flow"))
+    bot = outcome("TO_BOT", "To bot", redirect_to_flow="bot", applies_to=["conversation"])
+    post(a, "/v1/projects/p-flow/outcomes", bot)
+    conversation("v-flow", "p-flow")
+    post(p, "/v1/conversations/v-flow/outcome", sel("TO_BOT", occurred_at=at(70)))
 
     # SMS: a draft waiting for the agent, and one that goes by itself
     put(a, "/v1/sms-templates/draftable", {"body": "Hi {{contact.name}}, {{offer}}"})

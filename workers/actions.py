@@ -94,9 +94,7 @@ class LogFollower:
                     continue
                 nid = int(entry_id.split(b"-")[0])
                 try:
-                    tenant, events = self.decide(self.decode(fields))
-                    if events:
-                        self.ledger.save_tracked(tenant, events, Tracking(self.name, nid))
+                    if self.act(self.decode(fields), nid):
                         recorded = nid  # the stored position
                 except IntegrityError:
                     raise
@@ -110,6 +108,14 @@ class LogFollower:
         except IntegrityError:
             return 0  # a twin follower recorded this position first: read the position again
         return len(entries)
+
+    def act(self, event: DomainEvent, nid: int) -> bool:
+        """Do what the entry asks; True when that recorded the position (with the events)."""
+        tenant, events = self.decide(event)
+        if not events:
+            return False
+        self.ledger.save_tracked(tenant, events, Tracking(self.name, nid))
+        return True
 
     def decode(self, fields: dict[bytes, bytes]) -> DomainEvent:
         return self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
@@ -177,7 +183,9 @@ class SmsSender(LogFollower):
 
 def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers, in the order to run them."""
-    return [SmsPlanner(settings), SmsSender(settings, gateway)]
+    from workers.flows import FlowPublisher  # it builds on LogFollower
+
+    return [SmsPlanner(settings), SmsSender(settings, gateway), FlowPublisher(settings)]
 
 
 # -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------

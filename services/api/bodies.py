@@ -163,6 +163,12 @@ class CloseBody(_Body, frozen=True, kw_only=True):
     occurred_at: Moment
 
 
+class FlowReturnedBody(_Body, frozen=True, kw_only=True):
+    #: the flow handing the conversation back (the one it was redirected to)
+    flow: ExternalId
+    occurred_at: Moment
+
+
 class ReferenceBody(_Body, frozen=True, kw_only=True):
     kind: Literal["recording", "transcript"]
     reference: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]

@@ -162,6 +162,18 @@ async def close(
 
 
 @post(
+    "/conversations/{conversation_id:str}/flow-returned",
+    status_code=200,
+    operation_id="flowReturned",
+    summary="The flow (bot, survey) hands the conversation back",
+)
+async def flow_returned(
+    conversation_id: str, data: bodies.FlowReturnedBody, principal: Principal, state: State, request: Req
+) -> Receipt:
+    return await _do("conversation.flow_returned", conversation_id, data, principal, state, request)
+
+
+@post(
     "/conversations/{conversation_id:str}/references",
     status_code=201,
     operation_id="attachConversationReference",
@@ -233,6 +245,7 @@ router = Router(
         select_conversation,
         correct_conversation,
         close,
+        flow_returned,
         conversation_reference,
         save_contact,
         opt_out,

@@ -24,6 +24,7 @@ from events.types import (
     ConversationClosed,
     ConversationStarted,
     FlowRedirected,
+    FlowReturned,
     MessageRecorded,
     OutcomeCorrected,
     OutcomeDefinition,
@@ -45,6 +46,7 @@ from services.errors import (
     NegativeRevenue,
     NotFound,
     NothingToCorrect,
+    NotWithFlow,
     OutcomeNotApplicable,
     OutcomeNotInProject,
     OutcomeNotSelectable,
@@ -320,6 +322,24 @@ def start_conversation(
             channel=channel,
             occurred_at=occurred_at,
             contact_id=contact_id,
+        )
+    ]
+
+
+def flow_returned(conversation: Conversation, ctx: Context, *, flow: str, occurred_at: datetime) -> list[DomainEvent]:
+    """The flow the conversation was redirected to hands it back (PRODUCT.md §3)."""
+    if conversation.flow != flow:
+        where = f"with flow {conversation.flow!r}" if conversation.flow else "with no flow"
+        raise NotWithFlow(f"conversation {conversation.conversation_id!r} is {where}, not with {flow!r}")
+    return [
+        make(
+            FlowReturned,
+            conversation.id,
+            conversation.version + 1,
+            ctx,
+            conversation_id=conversation.conversation_id,
+            occurred_at=occurred_at,
+            flow=flow,
         )
     ]
 
