@@ -459,6 +459,53 @@ class _SmsEvent(DomainEvent, frozen=True, kw_only=True):
         return f"contact:{self.contact_id}" if self.contact_id else None
 
 
+# -- follow-up tasks -----------------------------------------------------------------------------
+
+
+class _FollowUpEvent(DomainEvent, frozen=True, kw_only=True):
+    """An event of one follow-up task: its aggregate is named after the selection that opened it."""
+
+
+@event_type("FollowUpOpened", 1)
+class FollowUpOpened(_FollowUpEvent, frozen=True, kw_only=True):
+    """The outcome asks for a follow-up: owned by a team or a role, due by ``due_at``."""
+
+    source: str
+    interaction: Interaction
+    interaction_id: str
+    project_id: str
+    outcome_code: str
+    owner_team: str | None = None
+    owner_role: str | None = None
+    due_at: datetime
+
+
+@event_type("FollowUpReassigned", 1)
+class FollowUpReassigned(_FollowUpEvent, frozen=True, kw_only=True):
+    owner_team: str | None = None
+    owner_role: str | None = None
+    owner_agent: str | None = None
+
+
+@event_type("FollowUpCompleted", 1)
+class FollowUpCompleted(_FollowUpEvent, frozen=True, kw_only=True):
+    note: str = ""
+
+
+@event_type("FollowUpOverdue", 1)
+class FollowUpOverdue(_FollowUpEvent, frozen=True, kw_only=True):
+    """Still open at its due time (the shared durable scheduler fired)."""
+
+    due_at: datetime
+
+
+@event_type("FollowUpCancelled", 1)
+class FollowUpCancelled(_FollowUpEvent, frozen=True, kw_only=True):
+    """The selection that opened it was corrected to an outcome that asks for none."""
+
+    reason: str
+
+
 @event_type("SmsRequested", 1)
 class SmsRequested(_SmsEvent, frozen=True, kw_only=True):
     """An outcome asked for an SMS: rendered from its template for the contact."""

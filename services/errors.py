@@ -105,6 +105,10 @@ class TemplateHasTags(DomainError):
     code = "template_has_tags"
 
 
+class FollowUpClosed(Conflict):
+    code = "follow_up_closed"
+
+
 class NotWithFlow(Conflict):
     code = "not_with_flow"
 

@@ -27,6 +27,7 @@ from events.store import IdempotencyKeyReused as StoredKeyReused
 from events.types import Interaction, OutcomeCorrected, OutcomeDefinition, OutcomeSelected, ProjectSettings
 from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
 from services.errors import Conflict, DomainError, IdempotencyKeyReused, NotFound, OutcomeSetChanged
+from services.follow_ups import FollowUp, project_follow_up
 from services.idempotency import Idempotency, Receipt
 from services.interactions import (
     Call,
@@ -41,6 +42,7 @@ from services.interactions import (
 )
 from services.rules import Context
 from services.rules import config as config_rules
+from services.rules import follow_ups as follow_up_rules
 from services.rules import interactions as rules
 from services.rules import sms as sms_rules
 from services.rules.interactions import Choice
@@ -48,6 +50,7 @@ from services.sms import Sms, project_sms
 from services.timers import timers_for
 
 S = TypeVar("S")
+T = TypeVar("T")
 
 #: decisions taken again when a configuration change elsewhere raced the save
 MAX_ATTEMPTS = 3
@@ -532,9 +535,49 @@ class Ledger(Application[UUID]):
     def save_tracked(self, tenant_id: str | None, events: Sequence[DomainEvent], tracking: Tracking) -> None:
         """Events a worker decided, with the log position that caused them, in one write:
         a redelivered or twin position raises IntegrityError and writes nothing."""
+        kwargs: dict[str, Any] = {"tenant": tenant_id} if tenant_id else {}
+        if timers := timers_for(events):  # durable with the events that set them
+            kwargs["timers"] = [(t.member(), t.due_ms) for t in timers]
         processing = ProcessingEvent[UUID](tracking=tracking)
-        processing.collect_events(*events, **({"tenant": tenant_id} if tenant_id else {}))
+        processing.collect_events(*events, **kwargs)
         self._record(processing)
+
+    def follow_up_requests(self, selection: OutcomeSelected | OutcomeCorrected) -> list[DomainEvent]:
+        """The follow-up task the selection's outcome asks for, and for a correction the
+        replaced selection's open task cancelled (decided, not saved)."""
+        ctx = Context(selection.tenant_id, "system", now())
+        cancelled: list[DomainEvent] = []
+        if isinstance(selection, OutcomeCorrected) and (replaced := self._replaced(selection)) is not None:
+            task = self._follow_up_of(selection.tenant_id, replaced.source)
+            cancelled = follow_up_rules.cancel_replaced(task, selection, ctx)
+        return cancelled + follow_up_rules.open_follow_up(selection, ctx)
+
+    def follow_up(self, tenant_id: str, follow_up_id: UUID) -> FollowUp:
+        return self._owned(tenant_id, follow_up_id, project_follow_up, FollowUp, "follow-up")
+
+    def _follow_up_of(self, tenant_id: str, source: str) -> FollowUp | None:
+        try:
+            return self.follow_up(tenant_id, aggregate_id(tenant_id, "follow-up", source))
+        except NotFound:
+            return None
+
+    def change_follow_up(
+        self,
+        ctx: Context,
+        follow_up_id: str,
+        decide: Callable[[FollowUp], Sequence[DomainEvent]],
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        """Complete or reassign a follow-up task (a rule of ``services.rules.follow_ups``)."""
+        return self._change(ctx, "follow-up", follow_up_id, self.follow_up, decide, idempotency)
+
+    def follow_up_due(self, ctx: Context, follow_up_id: UUID, idempotency: Idempotency) -> Receipt:
+        """The durable scheduler's timer: overdue if still open."""
+        return self.change_follow_up(ctx, str(follow_up_id), lambda task: follow_up_rules.due(task, ctx), idempotency)
+
+    def follow_ups_of_interaction(self, tenant_id: str, interaction: Interaction, external_id: str) -> list[FollowUp]:
+        """Every follow-up task the interaction's selections and corrections opened, in order."""
+        return self._caused_by(tenant_id, interaction, external_id, self._follow_up_of)
 
     def sms_requests(self, selection: OutcomeSelected | OutcomeCorrected) -> list[DomainEvent]:
         """The SMS the selection's outcome asks for (decided, not saved)."""
@@ -568,41 +611,70 @@ class Ledger(Application[UUID]):
             return None
 
     def sms(self, tenant_id: str, sms_id: UUID) -> Sms:
-        """The tenant's SMS; NotFound alike for an unknown id, another tenant's, or an id
-        that names something else."""
+        return self._owned(tenant_id, sms_id, project_sms, Sms, "SMS")
+
+    def _owned(
+        self, tenant_id: str, id_: UUID, projector: Callable[[Any, Iterable[Any]], Any], cls: type[T], what: str
+    ) -> T:
+        """The tenant's aggregate of that kind; NotFound alike for an unknown id, another
+        tenant's, or an id that names something else."""
         try:
-            sms: object = self._get(sms_id, project_sms, "SMS")
+            found: object = self._get(id_, projector, what)
         except TypeError:  # the id names another kind of aggregate
-            sms = None
-        if not isinstance(sms, Sms) or sms.tenant_id != tenant_id:
-            raise NotFound("SMS not found")
-        return sms
+            found = None
+        if not isinstance(found, cls) or getattr(found, "tenant_id", None) != tenant_id:
+            raise NotFound(f"{what} not found")
+        return found
+
+    def _change(
+        self,
+        ctx: Context,
+        kind: str,
+        external_id: str,
+        load: Callable[[str, UUID], S],
+        decide: Callable[[S], Sequence[DomainEvent]],
+        idempotency: Idempotency | None,
+    ) -> Receipt:
+        """A command on an aggregate the client names by its id (an SMS, a follow-up)."""
+        try:
+            uuid = UUID(external_id)
+        except ValueError:
+            raise NotFound(f"{kind} not found") from None  # as for an unknown id
+
+        def run() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            return decide(load(ctx.tenant_id, uuid)), ()
+
+        return self._run(ctx, idempotency, kind, external_id, run, uuid)
 
     def sms_of_interaction(self, tenant_id: str, interaction: Interaction, external_id: str) -> list[Sms]:
         """Every SMS the interaction's selections and corrections asked for, in order."""
+        return self._caused_by(tenant_id, interaction, external_id, self._sms_of)
+
+    def _caused_by(
+        self,
+        tenant_id: str,
+        interaction: Interaction,
+        external_id: str,
+        find: Callable[[str, str], T | None],
+    ) -> list[T]:
+        """What the interaction's selections and corrections caused, found by their sources."""
         load = self.call if interaction == "call" else self.conversation
         state = load(tenant_id, external_id)  # NotFound for an unknown one
         found = []
         for event in self.events.get(state.id):
             if isinstance(event, OutcomeSelected | OutcomeCorrected):
-                sms = self._sms_of(tenant_id, source_of(event))
-                if sms is not None:
-                    found.append(sms)
+                caused = find(tenant_id, source_of(event))
+                if caused is not None:
+                    found.append(caused)
         return found
 
     def send_sms_draft(
         self, ctx: Context, *, sms_id: str, body: str, idempotency: Idempotency | None = None
     ) -> Receipt:
         """The agent sends a draft, completed and edited; the sender worker delivers it."""
-        try:
-            uuid = UUID(sms_id)
-        except ValueError:
-            raise NotFound("SMS not found") from None
-
-        def decide() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
-            return sms_rules.approve_draft(self.sms(ctx.tenant_id, uuid), ctx, body), ()
-
-        return self._run(ctx, idempotency, "sms", sms_id, decide, uuid)
+        return self._change(
+            ctx, "SMS", sms_id, self.sms, lambda sms: sms_rules.approve_draft(sms, ctx, body), idempotency
+        )
 
     def quota_reached(self, tenant_id: str, project_id: str, outcome_code: str) -> datetime | None:
         """When the outcome reached its quota in the project, if it did."""

@@ -1,7 +1,8 @@
 """Which events set which timers, and what a timer does when it fires. One place for both.
 
-Kinds: ``wrap_up`` (mandatory wrap-up with timeout). Recall hand-over, follow-up due and
-waiting-period end join here as their features arrive.
+Kinds: ``wrap_up`` (mandatory wrap-up with timeout), ``follow_up_due`` (a follow-up task
+still open at its due time is overdue). Recall hand-over and waiting-period end join here
+as their features arrive.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from events.codec import DomainEvent, now
 from events.scheduler import Timer
-from events.types import WrapUpTimerSet
+from events.types import FollowUpOpened, WrapUpTimerSet
 from services.idempotency import Idempotency, Receipt
 from services.rules import Context
 from services.rules import interactions as rules
@@ -22,11 +24,13 @@ if TYPE_CHECKING:
 
 
 def timers_for(events: Iterable[DomainEvent]) -> list[Timer]:
-    return [
-        Timer.at("wrap_up", e.tenant_id, e.call_id, e.due_at, e.outcome_code)
-        for e in events
-        if isinstance(e, WrapUpTimerSet)
-    ]
+    timers = []
+    for e in events:
+        if isinstance(e, WrapUpTimerSet):
+            timers.append(Timer.at("wrap_up", e.tenant_id, e.call_id, e.due_at, e.outcome_code))
+        elif isinstance(e, FollowUpOpened):
+            timers.append(Timer.at("follow_up_due", e.tenant_id, str(e.originator_id), e.due_at))
+    return timers
 
 
 def fire(ledger: Ledger, timer: Timer) -> Receipt:
@@ -44,4 +48,6 @@ def fire(ledger: Ledger, timer: Timer) -> Receipt:
             ),
             key,
         )
+    if timer.kind == "follow_up_due":
+        return ledger.follow_up_due(ctx, UUID(timer.target), key)
     raise ValueError(f"unknown timer kind {timer.kind!r}")

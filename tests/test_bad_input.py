@@ -40,7 +40,7 @@ from services.config import Settings
 from services.interactions import aggregate_id
 from services.runtime import Runtime
 from tests.digest import diff, snapshot
-from workers.actions import SmsPlanner
+from workers.actions import FollowUpPlanner, SmsPlanner
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 NO_BODY = object()
@@ -171,6 +171,11 @@ OPS = [
     Op("flowReturned", "POST", "/v1/conversations/v-flow/flow-returned", "agent", "manager_key",
        {"flow": "bot", "occurred_at": at(80)}, mistype="flow", required="flow", invalid=("flow", "has space", "flow")),
     # follow-up actions
+    Op("completeFollowUp", "POST", "/v1/follow-ups/{follow_up}/complete", "agent", "manager_key",
+       {"note": "called back"}, mistype="note", invalid=("note", "x" * 2001, "2000")),
+    Op("reassignFollowUp", "POST", "/v1/follow-ups/{follow_up}/reassign", "supervisor", "agent_key",
+       {"owner_team": "red"}, mistype="owner_team", enum="owner_role",
+       invalid=("owner_agent", "has space", "owner_agent")),
     Op("sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", "agent", "manager_key", {"body": "Hi Ann, see you at 5"},
        mistype="body", required="body", invalid=("body", "", "body")),
 ]  # fmt: skip
@@ -652,6 +657,19 @@ RULES = [
          body={"flow": "other", "occurred_at": at(80)}, status=409, error="not_with_flow", says="not with 'other'"),
     case("flow-returned-unknown", "flowReturned", "POST", "/v1/conversations/nowhere/flow-returned",
          body={"flow": "bot", "occurred_at": at(80)}, says="not found", **NOT_FOUND),
+    # follow-up tasks
+    case("complete-follow-up-unknown", "completeFollowUp", "POST",
+         "/v1/follow-ups/00000000-0000-4000-8000-000000000000/complete", body={}, says="not found", **NOT_FOUND),
+    case("complete-follow-up-not-an-id", "completeFollowUp", "POST", "/v1/follow-ups/nope/complete", body={},
+         says="not found", **NOT_FOUND),
+    case("complete-follow-up-done", "completeFollowUp", "POST", "/v1/follow-ups/{follow_up_done}/complete", body={},
+         status=409, error="follow_up_closed", says="completed"),
+    case("reassign-follow-up-no-owner", "reassignFollowUp", "POST", "/v1/follow-ups/{follow_up}/reassign", body={},
+         status=400, error="invalid_request", says="needs an owner"),
+    case("reassign-follow-up-unknown-team", "reassignFollowUp", "POST", "/v1/follow-ups/{follow_up}/reassign",
+         body={"owner_team": "nope"}, says="team 'nope' not found", **NOT_FOUND),
+    case("reassign-follow-up-done", "reassignFollowUp", "POST", "/v1/follow-ups/{follow_up_done}/reassign",
+         body={"owner_agent": "anna"}, status=409, error="follow_up_closed", says="completed"),
 ]  # fmt: skip
 
 # -- another tenant's ids: A asks for ids that exist only in tenant B -------------------------------------
@@ -721,6 +739,10 @@ CROSS = [
     case("send-sms-draft", "sendSmsDraft", "POST", "/v1/sms/{b_sms}/send", who="agent", body=SMS_BODY),
     case("flow-returned", "flowReturned", "POST", "/v1/conversations/b-conv/flow-returned", who="agent",
          body={"flow": "bot", "occurred_at": at(80)}),
+    case("complete-follow-up", "completeFollowUp", "POST", "/v1/follow-ups/{b_follow_up}/complete", who="agent",
+         body={}),
+    case("reassign-follow-up", "reassignFollowUp", "POST", "/v1/follow-ups/{b_follow_up}/reassign",
+         who="supervisor", body={"owner_agent": "anna"}),
 ]  # fmt: skip
 CROSS = [
     Case(
@@ -866,6 +888,18 @@ def _build_acme(w: World, post: Any, put: Any) -> None:
     conversation("v-flow", "p-flow")
     post(p, "/v1/conversations/v-flow/outcome", sel("TO_BOT", occurred_at=at(70)))
 
+    # follow-up tasks: one open, one done
+    post(a, "/v1/outcomes", outcome("FOLLOW", "Follow", follow_up={"owner_team": "red", "due_within_seconds": 3600}))
+    for call_id in ("c-follow", "c-follow-done"):
+        post(p, "/v1/calls", call(call_id))
+        post(p, f"/v1/calls/{call_id}/ended", {"occurred_at": at(60)})
+        post(p, f"/v1/calls/{call_id}/outcome", sel("FOLLOW", occurred_at=at(65)))
+    FollowUpPlanner(w.runtime.settings).run_once()
+    for name, call_id in (("follow_up", "c-follow"), ("follow_up_done", "c-follow-done")):
+        w.ids[name] = caused("acme", "follow-up", call_id)
+    post(p, f"/v1/follow-ups/{w.ids['follow_up_done']}/complete", {"note": "done"})
+    w.ids["b_follow_up"] = caused("beta", "follow-up", "b-follow-call")
+
     # SMS: a draft waiting for the agent, and one that goes by itself
     put(a, "/v1/sms-templates/draftable", {"body": "Hi {{contact.name}}, {{offer}}"})
     post(a, "/v1/outcomes", outcome("SMS_DRAFT", "Sms draft", sms_template="draftable"))
@@ -875,9 +909,9 @@ def _build_acme(w: World, post: Any, put: Any) -> None:
         post(p, f"/v1/calls/{call_id}/outcome", sel(code, occurred_at=at(65)))
     SmsPlanner(w.runtime.settings).run_once()
     for name, call_id in (("sms_draft", "c-sms-draft"), ("sms_auto", "c-sms-auto")):
-        w.ids[name] = sms_id("acme", call_id)
+        w.ids[name] = caused("acme", "sms", call_id)
     w.ids["call_uuid"] = str(aggregate_id("acme", "call", "c-sms-draft"))
-    w.ids["b_sms"] = sms_id("beta", "b-sms-call")  # named before tenant B exists: the same for any reader
+    w.ids["b_sms"] = caused("beta", "sms", "b-sms-call")  # named before tenant B exists: the same for any reader
 
 
 def _build_beta(w: World, post: Any, put: Any) -> None:
@@ -903,14 +937,21 @@ def _build_beta(w: World, post: Any, put: Any) -> None:
     post(bp, "/v1/calls", call("b-sms-call", project_id="b-proj", contact_number="+358401234567"))
     post(bp, "/v1/calls/b-sms-call/ended", {"occurred_at": at(60)})
     post(bp, "/v1/calls/b-sms-call/outcome", sel("B_SMS", occurred_at=at(65)))
+    post(b, "/v1/outcomes", outcome("B_FOLLOW", "B follow", follow_up={"owner_team": "b-team"}))
+    post(bp, "/v1/calls", call("b-follow-call", project_id="b-proj"))
+    post(bp, "/v1/calls/b-follow-call/ended", {"occurred_at": at(60)})
+    post(bp, "/v1/calls/b-follow-call/outcome", sel("B_FOLLOW", occurred_at=at(65)))
     SmsPlanner(w.runtime.settings).run_once()
-    assert w.runtime.ledger("beta").sms("beta", uuid.UUID(w.ids["b_sms"])).status == "draft"
+    FollowUpPlanner(w.runtime.settings).run_once()
+    ledger = w.runtime.ledger("beta")
+    assert ledger.sms("beta", uuid.UUID(w.ids["b_sms"])).status == "draft"
+    assert ledger.follow_up("beta", uuid.UUID(w.ids["b_follow_up"])).status == "open"
 
 
-def sms_id(tenant: str, call_id: str) -> str:
-    """The id of the SMS a call's outcome asked for: named after the selection (the call's
-    third event: started, ended, outcome)."""
-    return str(aggregate_id(tenant, "sms", f"{aggregate_id(tenant, 'call', call_id)}/3"))
+def caused(tenant: str, kind: str, call_id: str) -> str:
+    """The id of what a call's outcome caused (an SMS, a follow-up): named after the
+    selection, the call's third event (started, ended, outcome)."""
+    return str(aggregate_id(tenant, kind, f"{aggregate_id(tenant, 'call', call_id)}/3"))
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ from services.sms_gateway import Gateway
 log = logging.getLogger("outcomes.actions")
 
 #: their positions in the shard's tracking hash
-PLANNER, SENDER = "actions.sms-planner", "actions.sms-sender"
+PLANNER, SENDER, FOLLOW_UPS = "actions.sms-planner", "actions.sms-sender", "actions.follow-up-planner"
 #: failed attempts at one log entry before it goes to the dead-letter stream
 MAX_ATTEMPTS = int(os.environ.get("OUTCOMES_MAX_ATTEMPTS", "5"))
 
@@ -145,6 +145,18 @@ class SmsPlanner(LogFollower):
         return event.tenant_id, self.ledger.sms_requests(event)
 
 
+class FollowUpPlanner(LogFollower):
+    """Opens the follow-up task a selection's outcome asks for (its overdue timer set in the
+    same write), and cancels the open task of a selection a correction replaced."""
+
+    name = FOLLOW_UPS
+    wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
+
+    def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
+        assert isinstance(event, OutcomeSelected | OutcomeCorrected)
+        return event.tenant_id, self.ledger.follow_up_requests(event)
+
+
 class SmsSender(LogFollower):
     name = SENDER
     #: a request goes at once, a draft once the agent approves it
@@ -185,7 +197,7 @@ def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers, in the order to run them."""
     from workers.flows import FlowPublisher  # it builds on LogFollower
 
-    return [SmsPlanner(settings), SmsSender(settings, gateway), FlowPublisher(settings)]
+    return [SmsPlanner(settings), SmsSender(settings, gateway), FollowUpPlanner(settings), FlowPublisher(settings)]
 
 
 # -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------

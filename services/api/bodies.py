@@ -85,6 +85,35 @@ class SmsView(msgspec.Struct, frozen=True, kw_only=True):
     draft: bool
 
 
+class CompleteFollowUpBody(_Body, frozen=True, kw_only=True):
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class ReassignFollowUpBody(_Body, frozen=True, kw_only=True):
+    """The new owner: a team, a role, or a named agent (at least one)."""
+
+    owner_team: ExternalId | None = None
+    owner_role: Role | None = None
+    owner_agent: ExternalId | None = None
+
+
+class FollowUpView(msgspec.Struct, frozen=True, kw_only=True):
+    """A follow-up task an outcome opened, and where it stands."""
+
+    follow_up_id: str
+    status: str
+    overdue: bool
+    outcome_code: str
+    interaction: str
+    interaction_id: str
+    owner_team: str | None
+    owner_role: str | None
+    owner_agent: str | None
+    due_at: datetime
+    completed_by: str | None
+    completed_at: datetime | None
+
+
 class AgentBody(_Body, frozen=True, kw_only=True):
     agent_id: ExternalId
     name: Name
