@@ -3,13 +3,17 @@
 A view reads the shard log from its own tracking position (``XRANGE`` in batches),
 turns events into hash increments with a pure function, and applies them with one
 script that also moves the position -- only if the position is still the one it read.
+A view that needs state to attribute later events (a stateful view, e.g. the outcome
+mix) overrides ``changes``: it reads its state after the position, and writes it back
+in the same script, so a runner that lost a race writes neither state nor counters.
 Delivery (the FastStream consumer group) just says "there is more"; replaying any
 delivery, or losing one, changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import cast
 
@@ -22,15 +26,25 @@ from events.store import StreamEntries, xrange
 
 #: (hash key, field, increment)
 Increment = tuple[str, str, int]
+#: (hash key, field, value): HSET, or HDEL when the value is None
+Assignment = tuple[str, str, str | None]
 #: A view's pure function: one event -> the increments it causes
 ViewFunction = Callable[[ShardKeys, DomainEvent], Iterable[Increment]]
+
+
+@dataclass
+class Changes:
+    """What one batch of events does to a view: written with the position, in one script."""
+
+    increments: list[Increment] = field(default_factory=list)
+    assignments: list[Assignment] = field(default_factory=list)
 
 
 class View:
     def __init__(
         self,
         name: str,
-        function: ViewFunction,
+        function: ViewFunction | None,
         client: redis.Redis,
         keys: ShardKeys,
         mapper: StructMapper,
@@ -63,20 +77,25 @@ class View:
             entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", hi, self.batch_size)
             if not entries:
                 return applied
-            increments: list[Increment] = []
             events = [self.mapper.decode(fields[b"t"].decode(), fields[b"s"]) for _, fields in entries]
-            for event in events:
-                increments.extend(self.function(self.keys, event))
+            changes = self.changes(events)
             last = int(entries[-1][0].split(b"-")[0])
-            done = self._apply(
-                keys=[self.keys.tracking],
-                args=[self.name, str(position), str(last), msgspec.msgpack.encode(increments)],
-            )
+            args: list[str | bytes] = [self.name, str(position), str(last), msgspec.msgpack.encode(changes.increments)]
+            if changes.assignments:
+                args.append(msgspec.msgpack.encode(changes.assignments))
+            done = self._apply(keys=[self.keys.tracking], args=args)
             if done:
                 applied += len(entries)
                 for event in events if observe else ():
                     observe(event)  # type: ignore[misc]
             # else: another runner moved the position first; read it again
+
+    def changes(self, events: Sequence[DomainEvent]) -> Changes:
+        """The batch's changes; called after the position was read (a stateful view reads
+        its state here, and the script's position check makes that read consistent)."""
+        if self.function is None:
+            raise NotImplementedError(f"view {self.name!r} has no function and no changes()")
+        return Changes(increments=[i for event in events for i in self.function(self.keys, event)])
 
     def drop(self) -> None:
         """Delete the view's keys and its position (a rebuild starts from 0)."""

@@ -24,6 +24,7 @@ from events.keys import ShardKeys
 from projections.base import View
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import count_outcomes
+from projections.outcome_mix import OutcomeMixView
 from services.config import Settings
 from services.runtime import Runtime
 from workers.quotas import QuotaWatcher
@@ -62,7 +63,10 @@ class ProjectionRunner:
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
         self.client = redis.Redis.from_url(settings.redis_url)
         mapper = StructMapper(keys=SubjectKeys(self.client, settings.key_prefix))
-        self.views = [View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper)]
+        self.views = [
+            View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper),
+            OutcomeMixView(self.client, self.keys, mapper),
+        ]
         self.runtime = Runtime(settings)
         self.quotas = QuotaWatcher(self.runtime, self.keys)
 

@@ -3,12 +3,26 @@
 -- consumer group only delivers.
 -- KEYS[1] the shard's tracking hash
 -- ARGV[1] view name; ARGV[2] expected current position ("0" = none); ARGV[3] new position
--- ARGV[4] msgpack array of {key, field, increment}
+-- ARGV[4] msgpack array of {key, field, increment}: a field that reaches 0 is removed, so a
+--         rebuilt view holds exactly the fields of the one it replaces
+-- ARGV[5] (optional) msgpack array of {key, field, value}: HSET, or HDEL when value is nil
+--         (state a view keeps to attribute later events, and values it cannot add in Lua)
 -- Returns 1 when applied, 0 when the position was not the expected one (nothing written).
 local cur = redis.call("HGET", KEYS[1], ARGV[1]) or "0"
 if cur ~= ARGV[2] then return 0 end
 for _, op in ipairs(cmsgpack.unpack(ARGV[4])) do
-  redis.call("HINCRBY", op[1], op[2], op[3])
+  if redis.call("HINCRBY", op[1], op[2], op[3]) == 0 then
+    redis.call("HDEL", op[1], op[2])
+  end
+end
+if ARGV[5] then
+  for _, op in ipairs(cmsgpack.unpack(ARGV[5])) do
+    if op[3] == nil then
+      redis.call("HDEL", op[1], op[2])
+    else
+      redis.call("HSET", op[1], op[2], op[3])
+    end
+  end
 end
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[3])
 return 1

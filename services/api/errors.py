@@ -43,6 +43,7 @@ def _problem(entry: Any) -> str:
     if not key or key == "data":
         return message
     source = entry.get("source")
+    source = getattr(source, "value", source)  # Litestar gives query/path sources as a ParamType enum
     where = f"{source} field" if source == "body" else (f"{source} parameter" if source else "field")
     return f"{where} `{key}`: {message}"
 

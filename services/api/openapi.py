@@ -270,6 +270,12 @@ def document(openapi: OpenAPI) -> OpenAPI:
             )
         }
 
+    if (mix := operations.get("getOutcomeMix")) is not None:
+        # ?format=csv: the same rows as CSV (Litestar documents only the JSON answer)
+        ok = mix.responses.get("200") if mix.responses else None
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
     for link in LINKS:
         for end in (link.source, link.target):
             if end not in operations:

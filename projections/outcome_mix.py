@@ -1,0 +1,576 @@
+"""The outcome mix (PRODUCT.md §4, the seeds' "Call Results Report"): its view and its query.
+
+What counts (the readings tests/report_oracle.py states, and this view must equal):
+
+* an interaction is counted once: a call once it has an outcome or has ended, a
+  conversation once it is closed; under the outcome that stands -- a call's one outcome,
+  a conversation's *closing* one (the last selected while it was open), as corrected --
+  or ``-`` when it has none. Late business results are history, not the mix;
+* its day is the tenant-local date of its start (``occurred_at``), whatever happens later;
+* it belongs to the agent of its selection (else the agent the call facts name), and to
+  that agent's team as of the selection (else as of the call's end);
+* "as defined then" categories are resolved in the catalogue as it stood at the selection;
+  "as defined now" in the catalogue the view holds now.
+
+The view pre-aggregates counters per tenant x interaction kind x day, with one hash field
+per *cell*: every filter and grouping dimension of one interaction (project, outcome,
+agent, team, channel, direction, termination reason, agent/system selection, corrected,
+category then). A query reads only the hashes of the days in its range and folds their
+cells: its cost grows with distinct cells, not with interactions.
+
+To attribute later events (a selection arriving after the call's start fixed its day), the
+view keeps state in Redis keys of its own -- per interaction its facts and the selection
+that stands, per tenant its time zone, agents' teams and outcome definitions (category,
+parent) -- and writes that state in the same script as the counters and the position. A
+batch reads the state it touches once (pipelined), folds its events in memory, and emits
+for each interaction it changed: -1 on the cell it was in, +1 on the cell it is in now.
+
+Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
+
+* ``c:<tenant>:<kind>:<day>`` hash: json(cell) -> interactions
+* ``r:<tenant>:<kind>:<day>`` hash: json(cell) -> revenue (a decimal string: exact sums
+  are done here in Python, read-modify-write under the position check, not in Lua floats)
+* ``d:<tenant>:<kind>`` hash: day -> "1" (the days that have counters)
+* ``i:<tenant>`` hash: "<kind>:<id>" -> json(Facts)
+* ``a:<tenant>`` hash: agent -> json(team or null)
+* ``o:<tenant>`` hash: json([project or null, code]) -> json([category, parent])
+
+(JSON text, not msgpack: the script's cmsgpack cannot read msgpack ``bin`` values.)
+* ``tz`` hash: tenant -> time zone
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Literal, NamedTuple, cast
+from zoneinfo import ZoneInfo
+
+import msgspec
+import redis
+
+from events.codec import DomainEvent, StructMapper
+from events.keys import ShardKeys
+from events.types import (
+    AgentConnected,
+    AgentTeamChanged,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    ConversationClosed,
+    ConversationStarted,
+    OutcomeChanged,
+    OutcomeCorrected,
+    OutcomeDefined,
+    OutcomeDefinition,
+    OutcomeSelected,
+    TenantCreated,
+)
+from projections.base import Assignment, Changes, View
+
+NAME = "outcome-mix"
+NO_OUTCOME = "-"
+Kind = Literal["call", "conversation"]
+GroupBy = Literal["outcome", "category", "agent", "team", "project", "day", "week"]
+AsDefined = Literal["then", "now"]
+KINDS: tuple[Kind, ...] = ("call", "conversation")
+GROUP_BYS: tuple[GroupBy, ...] = ("outcome", "category", "agent", "team", "project", "day", "week")
+
+#: (project or None for a global outcome, code) -> (category, parent)
+Definitions = dict[tuple[str | None, str], tuple[str, str | None]]
+
+
+# -- the state the view keeps -------------------------------------------------------------------
+
+
+class Standing(msgspec.Struct, frozen=True, array_like=True):
+    """The selection that counts for an interaction; a correction replaces its code, revenue
+    and category, and keeps who it is attributed to."""
+
+    code: str
+    revenue: Decimal | None
+    by_system: bool
+    agent: str | None
+    team: str | None
+    #: root category in the catalogue as it stood at the selection ("as defined then")
+    category: str
+    corrected: bool = False
+
+
+class Facts(msgspec.Struct, frozen=True, array_like=True):
+    """One interaction as the mix needs it."""
+
+    kind: str
+    project: str
+    channel: str
+    #: tenant-local date of the start, ISO
+    day: str
+    direction: str | None = None
+    #: the agent the call facts name (last of started/answered/connected)
+    agent: str | None = None
+    ended: bool = False
+    termination: str | None = None
+    #: the team of ``agent`` when the call ended (attribution of a call with no selection)
+    close_team: str | None = None
+    closed: bool = False
+    standing: Standing | None = None
+
+
+class Cell(NamedTuple):
+    """Every dimension of one counted interaction: one hash field of the day's counters."""
+
+    project: str
+    code: str
+    agent: str | None
+    team: str | None
+    channel: str
+    direction: str | None
+    termination: str | None
+    #: "agent", "system", or "" (no outcome)
+    selected_by: str
+    corrected: bool
+    #: category "as defined then"; None for no outcome
+    category: str | None
+
+
+@dataclass
+class TenantState:
+    tz: str | None = None
+    teams: dict[str, str | None] = field(default_factory=dict)
+    definitions: Definitions = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """The view's state a batch touches, as loaded and then as folded."""
+
+    tenants: dict[str, TenantState] = field(default_factory=dict)
+    #: (tenant, kind, id) -> facts (None: not started as far as the view knows)
+    interactions: dict[tuple[str, str, str], Facts | None] = field(default_factory=dict)
+
+
+def _key(keys: ShardKeys, *parts: str) -> str:
+    return keys.view(NAME) + ":".join(parts)
+
+
+_facts = msgspec.json.Decoder(Facts)
+_cell = msgspec.json.Decoder(Cell)
+
+
+def _pack(value: object) -> str:
+    """Fields and state values are JSON text: the script's cmsgpack takes no msgpack bin."""
+    return msgspec.json.encode(value).decode()
+
+
+def _definitions(raw: Mapping[bytes, bytes]) -> Definitions:
+    decoded = ((msgspec.json.decode(k), msgspec.json.decode(v)) for k, v in raw.items())
+    return {(project, code): (category, parent) for (project, code), (category, parent) in decoded}
+
+
+# -- the pure part: events -> state -> cells ------------------------------------------------------
+
+
+def root_category(defs: Definitions, project: str | None, code: str, category: str, parent: str | None) -> str:
+    """The category of the root of the outcome's parent chain (its own without a parent)."""
+    seen = {code}
+    while parent is not None:
+        found = defs.get((project, parent)) or defs.get((None, parent))
+        if found is None or parent in seen:
+            break
+        seen.add(parent)
+        category, parent = found
+    return category
+
+
+def _selector(actor: str, agent_id: str | None) -> str | None:
+    if agent_id is not None:
+        return agent_id
+    return actor.removeprefix("agent:") if actor.startswith("agent:") else None
+
+
+def _category_then(tenant: TenantState, project: str, d: OutcomeDefinition) -> str:
+    return root_category(tenant.definitions, project, d.code, d.category, d.parent)
+
+
+def target(event: DomainEvent) -> tuple[str, str] | None:
+    """(kind, id) of the interaction an event is about, for the events the mix reads."""
+    if isinstance(event, CallStarted | CallAnswered | AgentConnected | CallEnded):
+        return "call", event.call_id
+    if isinstance(event, ConversationStarted | ConversationClosed):
+        return "conversation", event.conversation_id
+    if isinstance(event, OutcomeSelected | OutcomeCorrected):
+        return event.interaction, event.interaction_id
+    return None
+
+
+def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
+    day = event.occurred_at.astimezone(ZoneInfo(tz or "UTC")).date().isoformat()
+    if isinstance(event, CallStarted):
+        return Facts("call", event.project_id, event.channel, day, event.direction, event.agent_id)
+    return Facts("conversation", event.project_id, event.channel, day)
+
+
+def selected(facts: Facts, tenant: TenantState, event: OutcomeSelected) -> Facts:
+    agent = _selector(event.actor, event.agent_id) or facts.agent
+    standing = Standing(
+        code=event.outcome_code,
+        revenue=event.revenue,
+        by_system=event.actor == "system",
+        agent=agent,
+        team=tenant.teams.get(agent) if agent else None,
+        category=_category_then(tenant, event.project_id, event.definition),
+    )
+    return msgspec.structs.replace(facts, standing=standing)
+
+
+def corrected(facts: Facts, tenant: TenantState, event: OutcomeCorrected) -> Facts:
+    was = facts.standing
+    standing = Standing(
+        code=event.outcome_code,
+        revenue=event.revenue,
+        by_system=was.by_system if was else event.actor == "system",
+        agent=was.agent if was else None,
+        team=was.team if was else None,
+        category=_category_then(tenant, event.project_id, event.definition),
+        corrected=True,
+    )
+    return msgspec.structs.replace(facts, standing=standing)
+
+
+def fold_interaction(facts: Facts | None, tenant: TenantState, event: DomainEvent) -> Facts | None:
+    """One interaction's facts after one event about it."""
+    if isinstance(event, CallStarted | ConversationStarted):
+        return started(event, tenant.tz)
+    if facts is None:
+        return None  # the start is missing (cannot happen in an accepted history): nothing to count
+    if isinstance(event, CallAnswered) and event.agent_id is not None:
+        return msgspec.structs.replace(facts, agent=event.agent_id)
+    if isinstance(event, AgentConnected):
+        return msgspec.structs.replace(facts, agent=event.agent_id)
+    if isinstance(event, CallEnded):
+        team = tenant.teams.get(facts.agent) if facts.agent else None
+        return msgspec.structs.replace(facts, ended=True, termination=event.termination_reason, close_team=team)
+    if isinstance(event, ConversationClosed):
+        return msgspec.structs.replace(facts, closed=True)
+    if isinstance(event, OutcomeSelected) and not event.late:
+        # a conversation kept active collects several: the last one before the close counts
+        return selected(facts, tenant, event)
+    if isinstance(event, OutcomeCorrected):
+        return corrected(facts, tenant, event)
+    return facts
+
+
+def fold_tenant(tenant: TenantState, event: DomainEvent) -> None:
+    """The tenant-wide state an event changes (time zone, teams, definitions)."""
+    if isinstance(event, TenantCreated):
+        tenant.tz = event.time_zone
+    elif isinstance(event, AgentTeamChanged):
+        tenant.teams[event.agent_id] = event.team_id
+    elif isinstance(event, OutcomeDefined | OutcomeChanged):
+        d = event.definition
+        tenant.definitions[(event.project_id, d.code)] = (d.category, d.parent)
+
+
+def cell(facts: Facts | None) -> Cell | None:
+    """Where an interaction counts now; None while it is not yet in the mix."""
+    if facts is None:
+        return None
+    counted = facts.closed if facts.kind == "conversation" else facts.standing is not None or facts.ended
+    if not counted:
+        return None
+    s = facts.standing
+    by_person = s is not None and s.agent is not None
+    return Cell(
+        project=facts.project,
+        code=s.code if s else NO_OUTCOME,
+        agent=s.agent if s is not None and s.agent is not None else facts.agent,
+        team=s.team if by_person and s is not None else facts.close_team,
+        channel=facts.channel,
+        direction=facts.direction,
+        termination=facts.termination,
+        selected_by="" if s is None else "system" if s.by_system else "agent",
+        corrected=bool(s and s.corrected),
+        category=s.category if s else None,
+    )
+
+
+def fold(state: State, events: Iterable[DomainEvent]) -> set[tuple[str, str, str]]:
+    """Fold a batch into the state, in log order; returns the interactions it changed."""
+    changed: set[tuple[str, str, str]] = set()
+    for event in events:
+        tenant = state.tenants.setdefault(event.tenant_id, TenantState())
+        fold_tenant(tenant, event)
+        about = target(event)
+        if about is None:
+            continue
+        ident = (event.tenant_id, *about)
+        after = fold_interaction(state.interactions.get(ident), tenant, event)
+        if after != state.interactions.get(ident):
+            state.interactions[ident] = after
+            changed.add(ident)
+    return changed
+
+
+@dataclass
+class Moves:
+    """Counter deltas of a batch: count and revenue per (counters key, cell)."""
+
+    counts: dict[tuple[str, str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    revenue: dict[tuple[str, str, str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    def add(self, tenant: str, facts: Facts, where: Cell, sign: int) -> None:
+        at = (tenant, facts.kind, facts.day, _pack(where))
+        self.counts[at] += sign
+        s = facts.standing
+        if s is not None and s.revenue is not None:
+            self.revenue[at] += sign * s.revenue
+
+
+def moves(
+    before: Mapping[tuple[str, str, str], Facts | None], after: State, changed: Iterable[tuple[str, str, str]]
+) -> Moves:
+    """-1 on the cell each changed interaction was in, +1 on the cell it is in now."""
+    out = Moves()
+    for ident in changed:
+        old, new = before.get(ident), after.interactions.get(ident)
+        old_cell, new_cell = cell(old), cell(new)
+        if old is not None and old_cell is not None:
+            out.add(ident[0], old, old_cell, -1)
+        if new is not None and new_cell is not None:
+            out.add(ident[0], new, new_cell, +1)
+    return out
+
+
+# -- the view: load state, fold, write with the position ---------------------------------------------
+
+
+class OutcomeMixView(View):
+    def __init__(self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000) -> None:
+        super().__init__(NAME, None, client, keys, mapper, batch_size)
+
+    def load(self, events: Sequence[DomainEvent]) -> State:
+        """The state the batch touches, in one pipelined round trip."""
+        tenants = sorted({e.tenant_id for e in events})
+        wanted: dict[str, list[str]] = defaultdict(list)
+        for e in events:
+            about = target(e)
+            if about is not None:
+                wanted[e.tenant_id].append(f"{about[0]}:{about[1]}")
+        pipe = self.client.pipeline(transaction=False)
+        for t in tenants:
+            pipe.hget(_key(self.keys, "tz"), t)
+            pipe.hgetall(_key(self.keys, "a", t))
+            pipe.hgetall(_key(self.keys, "o", t))
+            pipe.hmget(_key(self.keys, "i", t), wanted[t] or ["-"])
+        replies = iter(pipe.execute())
+        state = State()
+        for t in tenants:
+            tz, teams, defs, found = next(replies), next(replies), next(replies), next(replies)
+            state.tenants[t] = TenantState(
+                tz=tz.decode() if tz else None,
+                teams={a.decode(): msgspec.json.decode(v) for a, v in teams.items()},
+                definitions=_definitions(defs),
+            )
+            for name, raw in zip(wanted[t], found, strict=False):
+                kind, _, ident = name.partition(":")
+                state.interactions[(t, kind, ident)] = _facts.decode(raw) if raw else None
+        return state
+
+    def changes(self, events: Sequence[DomainEvent]) -> Changes:
+        state = self.load(events)
+        before = dict(state.interactions)
+        loaded = {t: (s.tz, dict(s.teams), dict(s.definitions)) for t, s in state.tenants.items()}
+        changed = fold(state, events)
+        delta = moves(before, state, changed)
+        out = Changes()
+        for (t, kind, day, where), n in delta.counts.items():
+            if n:
+                out.increments.append((_key(self.keys, "c", t, kind, day), where, n))
+                out.assignments.append((_key(self.keys, "d", t, kind), day, "1"))
+        out.assignments.extend(self._revenue(delta.revenue))
+        for t, kind, ident in changed:
+            facts = state.interactions[(t, kind, ident)]
+            out.assignments.append((_key(self.keys, "i", t), f"{kind}:{ident}", _pack(facts) if facts else None))
+        for t, s in state.tenants.items():
+            out.assignments.extend(self._tenant_writes(t, s, *loaded[t]))
+        return out
+
+    def _revenue(self, deltas: Mapping[tuple[str, str, str, str], Decimal]) -> list[Assignment]:
+        """New revenue sums: read (after the position; the script's check guards it), add, set."""
+        moved = [(k, d) for k, d in deltas.items() if d]
+        if not moved:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for (t, kind, day, where), _ in moved:
+            pipe.hget(_key(self.keys, "r", t, kind, day), where)
+        out: list[Assignment] = []
+        for ((t, kind, day, where), d), raw in zip(moved, pipe.execute(), strict=True):
+            total = (Decimal(raw.decode()) if raw else Decimal(0)) + d
+            out.append((_key(self.keys, "r", t, kind, day), where, str(total) if total else None))
+        return out
+
+    def _tenant_writes(
+        self, t: str, s: TenantState, tz: str | None, teams: dict[str, str | None], defs: Definitions
+    ) -> Iterator[Assignment]:
+        if s.tz != tz and s.tz is not None:
+            yield (_key(self.keys, "tz"), t, s.tz)
+        for agent, team in s.teams.items():
+            if agent not in teams or teams[agent] != team:
+                yield (_key(self.keys, "a", t), agent, _pack(team))
+        for (project, code), value in s.definitions.items():
+            if defs.get((project, code)) != value:
+                yield (_key(self.keys, "o", t), _pack([project, code]), _pack(list(value)))
+
+
+# -- the query -----------------------------------------------------------------------------------------
+
+
+class MixRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the outcome mix."""
+
+    key: str
+    count: int
+    #: count ÷ all interactions in the report x 100 (0 when there are none)
+    percentage: float
+    #: interactions whose outcome a person / the system selected
+    agent_selections: int
+    system_selections: int
+    #: interactions whose outcome was corrected
+    corrected: int
+    #: the revenue of the counted outcomes
+    revenue: Decimal
+
+
+@dataclass(frozen=True)
+class MixFilter:
+    interaction: Kind
+    project: str | None = None
+    agent: str | None = None
+    team: str | None = None
+    channel: str | None = None
+    direction: str | None = None
+    termination_reason: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def day_in_range(self, day: str) -> bool:
+        d = date.fromisoformat(day)
+        return (self.date_from is None or d >= self.date_from) and (self.date_to is None or d <= self.date_to)
+
+    def matches(self, c: Cell) -> bool:
+        wanted = (
+            (self.project, c.project),
+            (self.agent, c.agent),
+            (self.team, c.team),
+            (self.channel, c.channel),
+            (self.direction, c.direction),
+            (self.termination_reason, c.termination),
+        )
+        return all(want is None or want == got for want, got in wanted)
+
+
+def _iso_week(day: str) -> str:
+    year, week, _ = date.fromisoformat(day).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def group_key(c: Cell, day: str, group_by: GroupBy, as_defined: AsDefined, now: Definitions) -> str:
+    """The row an interaction's cell falls in."""
+    if group_by == "outcome":
+        return c.code
+    if group_by == "category":
+        if c.category is None:
+            return NO_OUTCOME
+        if as_defined == "then":
+            return c.category
+        found = now.get((c.project, c.code)) or now.get((None, c.code))
+        return root_category(now, c.project, c.code, *found) if found else c.category
+    if group_by == "agent":
+        return c.agent or NO_OUTCOME
+    if group_by == "team":
+        return c.team or NO_OUTCOME
+    if group_by == "project":
+        return c.project
+    return day if group_by == "day" else _iso_week(day)
+
+
+def definitions(client: redis.Redis, keys: ShardKeys, tenant: str) -> Definitions:
+    """The tenant's outcome catalogue as the view holds it now."""
+    return _definitions(cast(dict[bytes, bytes], client.hgetall(_key(keys, "o", tenant))))
+
+
+def read_cells(client: redis.Redis, keys: ShardKeys, tenant: str, f: MixFilter) -> list[tuple[str, Cell, int, Decimal]]:
+    """(day, cell, count, revenue) of every cell of the days in range that passes the filter."""
+    days = sorted(
+        d
+        for d in (x.decode() for x in cast(list[bytes], client.hkeys(_key(keys, "d", tenant, f.interaction))))
+        if f.day_in_range(d)
+    )
+    pipe = client.pipeline(transaction=False)
+    for day in days:
+        pipe.hgetall(_key(keys, "c", tenant, f.interaction, day))
+        pipe.hgetall(_key(keys, "r", tenant, f.interaction, day))
+    replies = pipe.execute()
+    found: list[tuple[str, Cell, int, Decimal]] = []
+    for n, day in enumerate(days):
+        counts, revenue = replies[2 * n], replies[2 * n + 1]
+        for raw, count in counts.items():
+            c = _cell.decode(raw)
+            if f.matches(c):
+                found.append((day, c, int(count), Decimal(revenue[raw].decode()) if raw in revenue else Decimal(0)))
+    return found
+
+
+def outcome_mix(
+    client: redis.Redis,
+    keys: ShardKeys,
+    tenant: str,
+    *,
+    interaction: Kind,
+    project: str | None = None,
+    agent: str | None = None,
+    team: str | None = None,
+    channel: str | None = None,
+    direction: str | None = None,
+    termination_reason: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    group_by: GroupBy = "outcome",
+    as_defined: AsDefined = "then",
+) -> list[MixRow]:
+    """Counts and percentages per group, sorted by key; grouped by outcome, every outcome
+    defined for the tenant (globally, or in the filtered project) has a row, and ``-``."""
+    f = MixFilter(interaction, project, agent, team, channel, direction, termination_reason, date_from, date_to)
+    now = definitions(client, keys, tenant)
+    # per key: count, by agents, by the system, corrected
+    counts: dict[str, list[int]] = {}
+    revenue: dict[str, Decimal] = defaultdict(Decimal)
+    if group_by == "outcome":
+        for scope, code in now:
+            if scope is None or project is None or scope == project:
+                counts.setdefault(code, [0, 0, 0, 0])
+        counts.setdefault(NO_OUTCOME, [0, 0, 0, 0])
+    for day, c, n, money in read_cells(client, keys, tenant, f):
+        key = group_key(c, day, group_by, as_defined, now)
+        row = counts.setdefault(key, [0, 0, 0, 0])
+        row[0] += n
+        row[1] += n if c.selected_by == "agent" else 0
+        row[2] += n if c.selected_by == "system" else 0
+        row[3] += n if c.corrected else 0
+        revenue[key] += money
+    total = sum(row[0] for row in counts.values())
+    return [
+        MixRow(
+            key=key,
+            count=c[0],
+            percentage=100.0 * c[0] / total if total else 0.0,
+            agent_selections=c[1],
+            system_selections=c[2],
+            corrected=c[3],
+            revenue=revenue[key],
+        )
+        for key, c in sorted(counts.items())
+    ]
