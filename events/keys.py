@@ -65,6 +65,10 @@ class ShardKeys:
     def plain_stream(self, purpose: str, originator_id: UUID | str) -> str:
         return self.plain_prefix + purpose + ":" + encode_originator_id(originator_id)
 
+    def published(self, stream: str, tenant: str) -> str:
+        """A stream published to third parties (e.g. dialers' contact-list changes), per tenant."""
+        return self.prefix + "pub:" + stream + ":" + tenant
+
     def view(self, name: str) -> str:
         """Prefix of a read model's keys; a view lives in its shard's slot."""
         return self.prefix + "v:" + name + ":"

@@ -14,6 +14,7 @@ from faststream.redis import RedisBroker
 from services.config import Settings
 from services.sms_gateway import Gateway, gateway_from_env
 from workers import actions, projections
+from workers.contact_lists import ContactListPlanner
 from workers.ingest import IngestRunner
 from workers.timers import TimerRunner
 
@@ -59,6 +60,8 @@ def build_app(
 
     projections.background(app, take_ingest)
     act = actions.followers(settings, gateway or gateway_from_env())
+    # contact-list effects: internal only, so they follow the log beside the SMS followers
+    act.append(ContactListPlanner(settings))
 
     async def follow_up() -> None:
         while True:
