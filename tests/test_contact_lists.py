@@ -187,7 +187,8 @@ def test_delivered_twice_and_twin_followers_record_each_effect_once(world: tuple
     while first.run_once() + twin.run_once():
         pass
     # the same log positions again, as a redelivery would bring them: each save refused whole
-    for nid in range(1, 40):
+    refused = 0
+    for nid in range(1, 60):
         planner = ContactListPlanner(runtime.settings)
         found = planner.client.xrange(planner.keys.log, f"{nid}-0", f"{nid}-0")
         if not found or found[0][1][b"t"] not in planner.wanted:
@@ -196,6 +197,8 @@ def test_delivered_twice_and_twin_followers_record_each_effect_once(world: tuple
         if decided:
             with pytest.raises(IntegrityError):
                 planner.ledger.save_tracked(tenant, decided, Tracking(planner.name, nid))
+            refused += 1
+    assert refused == 4 + 2  # four attempts counted, two recalls
     follow(runtime)
     events = list(ledger.events.get(dialing_id(TENANT, "c1")))
     kinds = [type(e).__name__ for e in events]
@@ -222,3 +225,18 @@ def test_dialability_over_http(world: tuple[Runtime, Ledger]) -> None:
         assert r.status_code == 400 and "mode" in r.json()["message"]
         r = client.get("/v1/contacts/nobody/dialability", params={"project_id": "p"}, headers=headers)
         assert r.status_code == 404
+
+
+def test_a_correction_acts_as_a_new_selection(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    call(ledger, "r1", "QUIET")
+    boss = Context(TENANT, "supervisor:sue", datetime.now(UTC))
+    at = MONDAY_NOON + timedelta(minutes=5)
+    ledger.call_fact(
+        boss, "r1", lambda cat, c, conv: rules.correct_outcome(cat, c, boss, Choice("DNC", at), reason="misheard")
+    )
+    follow(runtime)
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, MONDAY_NOON).reason == "do_not_call"
+    correction = list(ledger.events.get(ledger.call(TENANT, "r1").id))[-1]
+    dnc = list(ledger.events.get(dialing_id(TENANT, "c1")))[-1]
+    assert dnc.source == source_of(correction)  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from events.types import (
 from services.dialing import DialingView, project_dialing
 from services.interactions import Contact
 from services.rules import Context
-from services.rules.contact_lists import Target, dialing_id, plan, recall_due
+from services.rules.contact_lists import Target, dialing_id, list_id, plan, recall_due
 from services.rules.dialability import dialability, next_callable
 
 T = "t"
@@ -222,3 +222,16 @@ def test_lists_and_rolls_restrict_the_dialer() -> None:
     rolled = view_after(ContactHandling(roll_to_project="q"), at)
     assert dialability(rolled, "p", PROJECT, None, at).reason == "rolled_to_project"
     assert dialability(rolled, "q", PROJECT, None, at).allowed
+
+
+def test_a_list_reload_is_recorded_on_the_projects_list_and_a_company_final_on_the_company() -> None:
+    at = MONDAY_NOON
+    listed = ProjectSettings(name="P", direction="outbound", contact_list="spring")
+    (reload,) = plan(selection(ContactHandling(list_reload=True), at), target(project=listed), CTX)
+    assert reload.originator_id == list_id(T, "spring") and reload.originator_version == 1
+    contact = msgspec.structs.replace(CONTACT, company_id="acme")
+    handling = ContactHandling(final=FinalSpec(scope="project", whole_company=True))
+    own, company = plan(selection(handling, at), target(contact=contact), CTX)
+    view = DialingView(contact=contact, company=project_dialing(None, [company]))
+    assert dialability(view, "p", PROJECT, None, at).reason == "company_final"
+    assert own.originator_id == dialing_id(T, "c1")
