@@ -617,6 +617,8 @@ class Ledger(Application[UUID]):
 
     def call_attempts(self, event: CallStarted | CallAnswered) -> list[DomainEvent]:
         """A call to a contact: an attempt counted (started), a recall called back (answered)."""
+        if isinstance(event, CallStarted) and (event.contact_id is None or event.direction != "outbound"):
+            return []  # not an attempt: spare the loads (most calls in an inbound centre)
         tenant_id = event.tenant_id
         call = self.call(tenant_id, event.call_id)
         if call.contact_id is None:
