@@ -69,6 +69,10 @@ class ShardKeys:
         """Stream of a flow's hand-overs and the messages it takes over (docs/actions.md)."""
         return self.prefix + "flow:" + tenant + ":" + flow
 
+    def published(self, stream: str, tenant: str) -> str:
+        """A stream published to third parties (e.g. dialers' contact-list changes), per tenant."""
+        return self.prefix + "pub:" + stream + ":" + tenant
+
     def view(self, name: str) -> str:
         """Prefix of a read model's keys; a view lives in its shard's slot."""
         return self.prefix + "v:" + name + ":"

@@ -419,7 +419,9 @@ class RedisApplicationRecorder(ApplicationRecorder):
         ``receipt`` (str: what to answer a repeat with, e.g. JSON), ``expect`` (iterable of
         ``(originator_id, version)`` that must still be the head versions of aggregates
         read but not written, e.g. a project's outcome set), ``timers`` (iterable of
-        ``(timer, due ms)`` for the shard's scheduler, see ``events.scheduler``).
+        ``(timer, due ms)`` for the shard's scheduler, see ``events.scheduler``), ``publish``
+        (iterable of ``(stream, tenant, index of the event in this save, fields)``: an entry
+        of a published stream, id = the event's log position, written by the same script).
         """
         tracking: Tracking | None = kwargs.get("tracking")
         if not stored_events and tracking is None:
@@ -444,6 +446,13 @@ class RedisApplicationRecorder(ApplicationRecorder):
         timers: Iterable[tuple[str, int]] | None = kwargs.get("timers")
         if timers:
             opts["z"] = [[member, due_ms] for member, due_ms in timers]
+        publish: Iterable[tuple[str, str, int, dict[str, str]]] | None = kwargs.get("publish")
+        if publish:
+            # entries of published streams, each with the log position of the event it tells of
+            opts["pub"] = [
+                [self.keys.published(stream, pub_tenant), index + 1, *(x for kv in fields.items() for x in kv)]
+                for stream, pub_tenant, index, fields in publish
+            ]
         for e in stored_events:
             _check_topic(e.topic)
         events = [

@@ -562,3 +562,121 @@ class SmsSuppressed(_SmsEvent, frozen=True, kw_only=True):
     """No SMS went, on purpose: "opted_out" (the contact replied STOP), "no_number"."""
 
     reason: Literal["opted_out", "no_number"]
+
+
+# -- contact lists and dialing (PRODUCT.md §1 "Contact handling", §3 "Contact lists") -------------
+#
+# What an outcome's contact handling does to the contact, recorded on the contact's dialing
+# record (one aggregate per tenant and contact), on its company's record (a whole-company
+# final) or on a contact list's record (a list reload). Each names its ``source``: the
+# selection or correction ("<aggregate id>/<version>") -- or, for attempts, the call -- that
+# caused it, so a correction can find and undo exactly what one selection did.
+
+
+class DialingEvent(DomainEvent, frozen=True, kw_only=True):
+    contact_id: str
+    #: the selection, correction or call that caused it: "<aggregate id>/<version>"
+    source: str
+    #: the project the selection (or call) was in
+    project_id: str
+    #: when the cause happened (the selection's or call's ``occurred_at``)
+    occurred_at: datetime
+
+    def data_subject(self) -> str | None:
+        return f"contact:{self.contact_id}"
+
+
+@event_type("ContactRemovedFromList", 1)
+class ContactRemovedFromList(DialingEvent, frozen=True, kw_only=True):
+    #: the list it left (the project's list, else the contact's own); None when neither is known
+    contact_list: str | None
+
+
+@event_type("ContactMovedToList", 1)
+class ContactMovedToList(DialingEvent, frozen=True, kw_only=True):
+    from_list: str | None
+    to_list: str
+
+
+@event_type("ContactFinalised", 1)
+class ContactFinalised(DialingEvent, frozen=True, kw_only=True):
+    """Not called again: by this project until its list is reloaded, or by any project.
+    Recorded on the contact's record and, for a whole company, on the company's too."""
+
+    scope: Literal["project", "all"]
+    #: set when the final covers the contact's whole company
+    company_id: str | None = None
+
+
+@event_type("ListReloadRequested", 1)
+class ListReloadRequested(DialingEvent, frozen=True, kw_only=True):
+    """The project's contact list is reloaded: its project-scope finals made before lapse."""
+
+    contact_list: str
+
+
+@event_type("DoNotCallAdded", 1)
+class DoNotCallAdded(DialingEvent, frozen=True, kw_only=True):
+    #: the number (E.164) when only this one is suppressed; personal data
+    number: str | None = None
+    all_numbers: bool = False
+    scope: Literal["project", "tenant"] = "project"
+
+    personal: ClassVar[tuple[str, ...]] = ("number",)
+
+
+@event_type("RecallScheduled", 1)
+class RecallScheduled(DialingEvent, frozen=True, kw_only=True):
+    """A call-back; replaces the contact's open recall in the project."""
+
+    due_at: datetime
+    #: the contact's time zone the due time was computed in
+    time_zone: str
+    max_attempts: int
+    agent_may_change_time: bool = False
+    #: the agent who owns it; None: anyone
+    owner_agent: str | None = None
+    #: when an agent-owned recall not yet called back passes to anyone; None: never
+    handover_at: datetime | None = None
+
+
+@event_type("RecallCalledBack", 1)
+class RecallCalledBack(DialingEvent, frozen=True, kw_only=True):
+    """A call linked to the open recall reached a person: the recall is done."""
+
+    call_id: str
+    recall: str
+
+
+@event_type("RolledToProject", 1)
+class RolledToProject(DialingEvent, frozen=True, kw_only=True):
+    to_project: str
+
+
+@event_type("WaitingPeriodStarted", 1)
+class WaitingPeriodStarted(DialingEvent, frozen=True, kw_only=True):
+    """No automatic calls in the project until ``until``."""
+
+    outcome_code: str
+    until: datetime
+    #: the same outcome started the previous waiting period: the repeat duration applies
+    repeated: bool = False
+
+
+@event_type("AttemptsReset", 1)
+class AttemptsReset(DialingEvent, frozen=True, kw_only=True):
+    pass
+
+
+@event_type("CallAttemptCounted", 1)
+class CallAttemptCounted(DialingEvent, frozen=True, kw_only=True):
+    """An outbound call to the contact in the project: one more attempt; linked to the
+    open recall when there is one."""
+
+    call_id: str
+    #: the contact's attempts in the project, this one included
+    attempts: int
+    #: the recall (its source) this call counts toward
+    recall: str | None = None
+    #: attempts used on that recall, this one included
+    recall_attempts: int = 0

@@ -24,7 +24,17 @@ from events.store import (
     VersionConflict,
 )
 from events.store import IdempotencyKeyReused as StoredKeyReused
-from events.types import Interaction, OutcomeCorrected, OutcomeDefinition, OutcomeSelected, ProjectSettings
+from events.types import (
+    CallAnswered,
+    CallStarted,
+    ContactHandling,
+    Interaction,
+    OutcomeCorrected,
+    OutcomeDefinition,
+    OutcomeSelected,
+    ProjectSettings,
+)
+from services import dialing as dialing_state
 from services.catalogue import ActiveOutcome, Catalogue, active_set, agent_outcomes, project_catalogue
 from services.errors import Conflict, DomainError, IdempotencyKeyReused, NotFound, OutcomeSetChanged
 from services.follow_ups import FollowUp, project_follow_up
@@ -42,9 +52,11 @@ from services.interactions import (
 )
 from services.rules import Context
 from services.rules import config as config_rules
+from services.rules import contact_lists as list_rules
 from services.rules import follow_ups as follow_up_rules
 from services.rules import interactions as rules
 from services.rules import sms as sms_rules
+from services.rules.dialability import Dialability, Mode, dialability
 from services.rules.interactions import Choice
 from services.sms import Sms, project_sms
 from services.timers import timers_for
@@ -686,3 +698,97 @@ class Ledger(Application[UUID]):
 
     def agent_outcome_codes(self, tenant_id: str, project_id: str) -> list[str]:
         return [o.definition.code for o in agent_outcomes(self.catalogue(tenant_id), project_id)]
+
+    # -- contact lists and dialability (workers/contact_lists.py) ---------------------------------------
+    def _optional(self, id_: UUID, projector: Callable[[Any, Iterable[Any]], S | None]) -> S | None:
+        try:
+            return self.repository.get(id_, projector_func=projector)  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return None
+
+    def dialing_record(self, tenant_id: str, contact_id: str) -> dialing_state.DialingRecord | None:
+        return self._optional(list_rules.dialing_id(tenant_id, contact_id), dialing_state.project_dialing)
+
+    def _list_record(self, tenant_id: str, contact_list: str | None) -> dialing_state.ContactListRecord | None:
+        if contact_list is None:
+            return None
+        return self._optional(list_rules.list_id(tenant_id, contact_list), dialing_state.project_contact_list)
+
+    def _company_record(self, tenant_id: str, contact: Contact | None) -> dialing_state.DialingRecord | None:
+        if contact is None or contact.company_id is None:
+            return None
+        return self._optional(list_rules.company_id(tenant_id, contact.company_id), dialing_state.project_dialing)
+
+    def contact_list_effects(self, selection: OutcomeSelected | OutcomeCorrected) -> list[DomainEvent]:
+        """The contact-list events the selection's outcome asks for (decided, not saved)."""
+        if selection.definition.contact_handling == ContactHandling():
+            return []
+        tenant_id = selection.tenant_id
+        call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
+        contact_id = call.contact_id if call else self.conversation(tenant_id, selection.interaction_id).contact_id
+        if contact_id is None:
+            return []  # nobody to act on: the interaction names no contact
+        contact = self.contact(tenant_id, contact_id)
+        record = self.dialing_record(tenant_id, contact_id)
+        project = self.catalogue(tenant_id).projects[selection.project_id].settings
+        target = list_rules.Target(
+            contact_id=contact_id,
+            project=project,
+            contact=contact,
+            number=call.contact_number if call else None,
+            agent_id=(selection.agent_id if isinstance(selection, OutcomeSelected) else None)
+            or (call.agent_id if call else None),
+            record=record,
+            company=self._company_record(tenant_id, contact),
+            contact_list=self._list_record(
+                tenant_id, project.contact_list or (contact.contact_list if contact else None)
+            ),
+        )
+        return list_rules.plan(selection, target, Context(tenant_id, "system", now()))
+
+    def call_attempts(self, event: CallStarted | CallAnswered) -> list[DomainEvent]:
+        """A call to a contact: an attempt counted (started), a recall called back (answered)."""
+        if isinstance(event, CallStarted) and (event.contact_id is None or event.direction != "outbound"):
+            return []  # not an attempt: spare the loads (most calls in an inbound centre)
+        tenant_id = event.tenant_id
+        call = self.call(tenant_id, event.call_id)
+        if call.contact_id is None:
+            return []
+        record = self.dialing_record(tenant_id, call.contact_id)
+        ctx = Context(tenant_id, "system", now())
+        source = list_rules.source_of(event)
+        if isinstance(event, CallStarted):
+            return list_rules.count_attempt(call, record, source, ctx)
+        return list_rules.called_back(call, record, source, ctx)
+
+    def dialability(
+        self,
+        tenant_id: str,
+        contact_id: str,
+        project_id: str,
+        number: str | None,
+        at: datetime,
+        mode: Mode = "automatic",
+        agent_id: str | None = None,
+    ) -> Dialability:
+        project = self.catalogue(tenant_id).projects.get(project_id)
+        if project is None:
+            raise NotFound(f"project {project_id!r} not found")
+        contact = self.contact(tenant_id, contact_id)
+        record = self.dialing_record(tenant_id, contact_id)
+        if contact is None and record is None:
+            raise NotFound(f"contact {contact_id!r} not found")
+        reloads = self._list_record(tenant_id, project.settings.contact_list)
+        view = dialing_state.DialingView(
+            contact=contact,
+            record=record,
+            company=self._company_record(tenant_id, contact),
+            list_reloaded_at=reloads.reloaded_at if reloads else None,
+        )
+        return dialability(view, project_id, project.settings, number, at, mode, agent_id=agent_id)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> Any:
+        # contact-list changes are published for dialers by the script that stores them
+        if changes := dialing_state.published_changes(processing_event.events):
+            processing_event.saved_kwargs["publish"] = changes
+        return super()._record(processing_event)

@@ -195,9 +195,16 @@ class SmsSender(LogFollower):
 
 def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers, in the order to run them."""
-    from workers.flows import FlowPublisher  # it builds on LogFollower
+    from workers.contact_lists import ContactListPlanner  # they build on LogFollower
+    from workers.flows import FlowPublisher
 
-    return [SmsPlanner(settings), SmsSender(settings, gateway), FollowUpPlanner(settings), FlowPublisher(settings)]
+    return [
+        SmsPlanner(settings),
+        SmsSender(settings, gateway),
+        FollowUpPlanner(settings),
+        ContactListPlanner(settings),
+        FlowPublisher(settings),
+    ]
 
 
 # -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------

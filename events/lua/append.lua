@@ -12,7 +12,10 @@
 --                    b = body digest, r = receipt, ttl = seconds,
 --                    x = array of {originator_id, expected head version (0 = none)},
 --                    tr = {tracking application name, notification id},
---                    z = array of {timer, due time in ms} for the shard's scheduler
+--                    z = array of {timer, due time in ms} for the shard's scheduler,
+--                    pub = array of {stream key, index of the event in the save, field,
+--                          value, ...}: an entry of a published stream whose id is that
+--                          event's log position (keys start with the prefix: one slot)
 -- Returns a msgpack array, one result per save:
 --   {"ok", first_nid, count}
 --   {"dup", receipt, first_nid, count}   idempotent repeat, nothing written
@@ -80,6 +83,11 @@ local function check(save)
       return {"integrity", "tracking " .. opts.tr[1] .. " already at " .. cur}
     end
   end
+  for _, pb in ipairs(opts.pub or {}) do
+    if string.sub(pb[1], 1, #p) ~= p or not events[pb[2]] then
+      return {"integrity", "published entry outside the shard or the save: " .. pb[1]}
+    end
+  end
   local seen = {}  -- originator id -> set of versions in this save
   for _, e in ipairs(events) do
     local oid, version = e[1], e[2]
@@ -102,11 +110,12 @@ local function write(save)
   local events, opts = save[1], save[2]
   local first = last_nid + 1
   -- one ZADD per aggregate and save: its {version, nid} pairs, aggregates in first-seen order
-  local index, touched = {}, {}
-  for _, e in ipairs(events) do
+  local index, touched, nids = {}, {}, {}
+  for i, e in ipairs(events) do
     local oid, version, topic, state = e[1], fmt(e[2]), e[3], e[4]
     last_nid = last_nid + 1
     local nid = fmt(last_nid)
+    nids[i] = nid
     local hd = agg_head(oid)
     local prev = hd and hd[2] or ZERO
     local hash = redis.sha1hex(prev .. "\n" .. oid .. "\n" .. version .. "\n" .. topic .. "\n" .. state)
@@ -145,6 +154,11 @@ local function write(save)
     -- timers set by these events, durable with them (the shard's scheduler)
     for _, z in ipairs(opts.z) do
       redis.call("ZADD", p .. "timers", z[2], z[1])
+    end
+  end
+  if opts.pub then
+    for _, pb in ipairs(opts.pub) do
+      redis.call("XADD", pb[1], nids[pb[2]] .. "-0", unpack(pb, 3))
     end
   end
   local count = last_nid - first + 1

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get, post, put
 from litestar.datastructures import State
+from litestar.params import Parameter
 
+from events.codec import now
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
 from services.commands import COMMANDS
@@ -16,6 +18,7 @@ from services.errors import NotFound
 from services.idempotency import Receipt
 from services.interactions import Call, Contact, Conversation
 from services.permissions import Action
+from services.rules.dialability import Dialability, Mode
 
 Req = Request[Any, Any, Any]
 
@@ -229,6 +232,26 @@ async def get_contact(contact_id: str, principal: Principal, state: State) -> Co
     return contact
 
 
+@get(
+    "/contacts/{contact_id:str}/dialability",
+    operation_id="getDialability",
+    summary="May the number be called now in the project (automatic or manual), and if not why and until when",
+)
+async def get_dialability(
+    contact_id: str,
+    principal: Principal,
+    state: State,
+    project_id: Annotated[str, Parameter(min_length=1, max_length=100)],
+    number: Annotated[str | None, Parameter(pattern=r"^\+[1-9][0-9]{6,14}$")] = None,
+    mode: Mode = "automatic",
+    agent_id: Annotated[str | None, Parameter(min_length=1, max_length=100)] = None,
+) -> Dialability:
+    principal.require_any(Action.REPORT_FACTS, Action.READ_REPORTS)
+    ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
+    tenant = principal.tenant_id
+    return await in_thread(ledger.dialability, tenant, contact_id, project_id, number, now(), mode, agent_id)
+
+
 router = Router(
     path="/v1",
     route_handlers=[
@@ -251,6 +274,7 @@ router = Router(
         opt_out,
         get_call,
         get_conversation,
+        get_dialability,
         get_contact,
     ],
 )
