@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from typing import cast
 
@@ -46,6 +47,8 @@ from services.sms_gateway import Gateway
 
 log = logging.getLogger("outcomes.actions")
 
+#: what a follower decided for one entry: (tenant, events to record)
+Decided = tuple[str | None, Sequence[DomainEvent]]
 #: their positions in the shard's tracking hash
 PLANNER, SENDER, FOLLOW_UPS = "actions.sms-planner", "actions.sms-sender", "actions.follow-up-planner"
 #: failed attempts at one log entry before it goes to the dead-letter stream
@@ -58,6 +61,10 @@ class LogFollower:
     name = ""
     #: the event types this follower acts on; the rest only move its position
     wanted: frozenset[bytes] = frozenset()
+    #: how many of a batch's entries are decided at once. Only for a follower whose decisions
+    #: depend on nothing the batch writes but through the same aggregate (an interaction, an
+    #: SMS); what they do outside (an SMS sent) is then in flight together.
+    parallel = 1
 
     def __init__(self, settings: Settings, batch_size: int = 100, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.runtime = Runtime(settings)
@@ -66,6 +73,8 @@ class LogFollower:
         self.client: redis.Redis = self.runtime.client
         self.batch_size = batch_size
         self.max_attempts = max_attempts
+        # decisions of a batch made ahead, in threads; committed one by one in log order
+        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix=self.name) if self.parallel > 1 else None
         script = resources.files("workers").joinpath("lua", "dead_letter.lua").read_text(encoding="utf-8")
         self._dead_letter = self.client.register_script(script)
 
@@ -87,14 +96,15 @@ class LogFollower:
         entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", "+", self.batch_size)
         if not entries:
             return 0
+        wanted = [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
+        ahead = self._decide_ahead(wanted)
         recorded = position
         try:
-            for entry_id, fields in entries:
-                if fields[b"t"] not in self.wanted:
-                    continue
-                nid = int(entry_id.split(b"-")[0])
+            for nid, fields in wanted:
                 try:
-                    if self.act(self.decode(fields), nid):
+                    future = ahead.get(nid)
+                    done = self.commit(future.result(), nid) if future else self.act(self.decode(fields), nid)
+                    if done:
                         recorded = nid  # the stored position
                 except IntegrityError:
                     raise
@@ -109,9 +119,33 @@ class LogFollower:
             return 0  # a twin follower recorded this position first: read the position again
         return len(entries)
 
+    def wait_for_more(self, timeout_ms: int) -> None:
+        """Block until the log has an entry after the position (or the timeout passes)."""
+        self.client.xread({self.keys.log: f"{self.position()}-0"}, count=1, block=timeout_ms)
+
     def act(self, event: DomainEvent, nid: int) -> bool:
         """Do what the entry asks; True when that recorded the position (with the events)."""
-        tenant, events = self.decide(event)
+        return self.commit(self.decide(event), nid)
+
+    def _decide_ahead(self, wanted: list[tuple[int, dict[bytes, bytes]]]) -> dict[int, Future[Decided]]:
+        """Start deciding the batch's entries in threads, except an entry whose aggregate an
+        earlier entry of the batch also touched: that one is decided after the earlier one
+        is committed, since it may depend on it (a correction on its selection)."""
+        if self._pool is None:
+            return {}
+        seen: set[bytes] = set()
+        ahead = {}
+        for nid, fields in wanted:
+            if fields[b"o"] not in seen:
+                ahead[nid] = self._pool.submit(self._decide, fields)
+            seen.add(fields[b"o"])
+        return ahead
+
+    def _decide(self, fields: dict[bytes, bytes]) -> Decided:
+        return self.decide(self.decode(fields))
+
+    def commit(self, decided: Decided, nid: int) -> bool:
+        tenant, events = decided
         if not events:
             return False
         self.ledger.save_tracked(tenant, events, Tracking(self.name, nid))
@@ -139,6 +173,8 @@ class LogFollower:
 class SmsPlanner(LogFollower):
     name = PLANNER
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
+    #: a selection's SMS depends on its own interaction only (a correction on its selection)
+    parallel = 8
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
@@ -151,6 +187,7 @@ class FollowUpPlanner(LogFollower):
 
     name = FOLLOW_UPS
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
+    parallel = 8  # as the SMS planner
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
@@ -161,6 +198,9 @@ class SmsSender(LogFollower):
     name = SENDER
     #: a request goes at once, a draft once the agent approves it
     wanted = frozenset({b"SmsRequested", b"SmsDraftApproved"})
+    #: each SMS is its own aggregate: a batch's sends overlap (so up to this many are in
+    #: flight, and may go again after a kill)
+    parallel = 16
 
     def __init__(self, settings: Settings, gateway: Gateway, **options: int) -> None:
         super().__init__(settings, **options)

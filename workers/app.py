@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from faststream import FastStream
 from faststream.redis import RedisBroker
@@ -58,20 +60,31 @@ def build_app(
                 await asyncio.sleep(timer_interval)
 
     projections.background(app, take_ingest)
-    act = actions.followers(settings, gateway or gateway_from_env())
+    for follower in actions.followers(settings, gateway or gateway_from_env()):
+        projections.background(app, _following(follower, timer_interval))
+    return app
 
-    async def follow_up() -> None:
+
+def _following(follower: actions.LogFollower, interval: float) -> Callable[[], Coroutine[Any, Any, None]]:
+    """One loop per action follower, so a slow or failing one holds up no other: it runs
+    while the log has entries for it, waits on the log (XREAD BLOCK) when it has none, and
+    backs off after a failure (its position says where to go on)."""
+
+    async def loop() -> None:
+        failures = 0
         while True:
             try:
-                covered = sum([await asyncio.to_thread(follower.run_once) for follower in act])
-            except Exception:  # Redis or a gateway away: the positions say where to go on
-                log.exception("follow-up actions failed")
-                covered = 0
+                covered = await asyncio.to_thread(follower.run_once)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("%s failed (%d in a row)", follower.name, failures)
+                await asyncio.sleep(min(interval * 2**failures, 10.0))
+                continue
             if not covered:
-                await asyncio.sleep(timer_interval)
+                await asyncio.to_thread(follower.wait_for_more, 1000)
 
-    projections.background(app, follow_up)
-    return app
+    return loop
 
 
 def run(settings: Settings | None = None) -> None:
