@@ -680,3 +680,70 @@ class CallAttemptCounted(DialingEvent, frozen=True, kw_only=True):
     recall: str | None = None
     #: attempts used on that recall, this one included
     recall_attempts: int = 0
+
+
+@event_type("RecallHandedOver", 1)
+class RecallHandedOver(DialingEvent, frozen=True, kw_only=True):
+    """An agent's recall not yet called back reached its hand-over time: anyone's now.
+    ``source`` is the ``RecallScheduled`` event it hands over (the durable timer it set)."""
+
+    #: the recall (its source: the selection that scheduled it)
+    recall: str
+    #: the agent who owned it until now
+    from_agent: str
+
+
+# -- a correction undoing what its corrected selection caused (PRODUCT.md §2) ---------------------
+#
+# ``source`` names the correction; ``undoes`` the undone event ("<aggregate id>/<version>"),
+# ``replaced`` the corrected selection (the undone entry's own ``source``), which is how the
+# record finds the entry to take away.
+
+
+class DialingUndo(DialingEvent, frozen=True, kw_only=True):
+    undoes: str
+    replaced: str
+
+
+@event_type("RecallCancelled", 1)
+class RecallCancelled(DialingUndo, frozen=True, kw_only=True):
+    """The corrected selection's recall, still open, will not be made."""
+
+
+@event_type("ContactListChangeReverted", 1)
+class ContactListChangeReverted(DialingUndo, frozen=True, kw_only=True):
+    """A move or removal undone: the contact is back where it was before it."""
+
+    #: the list it is back on (None: none)
+    contact_list: str | None
+    #: back on the list it was saved with (no outcome had changed it yet)
+    as_saved: bool = False
+
+
+@event_type("RollToProjectReverted", 1)
+class RollToProjectReverted(DialingUndo, frozen=True, kw_only=True):
+    """The contact is this project's again."""
+
+    to_project: str
+
+
+@event_type("WaitingPeriodLifted", 1)
+class WaitingPeriodLifted(DialingUndo, frozen=True, kw_only=True):
+    pass
+
+
+@event_type("AttemptsResetReverted", 1)
+class AttemptsResetReverted(DialingUndo, frozen=True, kw_only=True):
+    """The reset undone: the attempts before it count again, with those made since."""
+
+    attempts: int
+
+
+@event_type("FinalLifted", 1)
+class FinalLifted(DialingUndo, frozen=True, kw_only=True):
+    """Only on a correction's explicit ``lift_suppressions``: the selection's own final."""
+
+
+@event_type("DoNotCallLifted", 1)
+class DoNotCallLifted(DialingUndo, frozen=True, kw_only=True):
+    """Only on a correction's explicit ``lift_suppressions``: the selection's own entry."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import singledispatch
-from typing import Literal
+from typing import Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -21,16 +21,25 @@ import msgspec
 from events.codec import DomainEvent
 from events.types import (
     AttemptsReset,
+    AttemptsResetReverted,
     CallAttemptCounted,
     ContactFinalised,
+    ContactListChangeReverted,
     ContactMovedToList,
     ContactRemovedFromList,
     DialingEvent,
+    DialingUndo,
     DoNotCallAdded,
+    DoNotCallLifted,
+    FinalLifted,
     ListReloadRequested,
     RecallCalledBack,
+    RecallCancelled,
+    RecallHandedOver,
     RecallScheduled,
     RolledToProject,
+    RollToProjectReverted,
+    WaitingPeriodLifted,
     WaitingPeriodStarted,
 )
 from services.interactions import Contact, Projector, _projector
@@ -65,6 +74,8 @@ class Recall(msgspec.Struct, frozen=True, kw_only=True):
     #: the calls linked to it, in order
     calls: tuple[str, ...] = ()
     called_back_by: str | None = None
+    #: the hand-over was recorded (``RecallHandedOver``)
+    handed_over: bool = False
 
     @property
     def open(self) -> bool:
@@ -72,8 +83,12 @@ class Recall(msgspec.Struct, frozen=True, kw_only=True):
         return self.called_back_by is None and len(self.calls) < self.max_attempts
 
     def owner_at(self, moment: datetime) -> str | None:
-        """Who owns it at ``moment``: its agent until the hand-over, then anyone (None)."""
-        if self.owner_agent is None or (self.handover_at is not None and moment >= self.handover_at):
+        """Who owns it at ``moment``: its agent until the hand-over, then anyone (None). By the
+        clock, not only once ``RecallHandedOver`` is recorded: a late timer worker must not
+        keep a recall from the dialer past its hand-over time."""
+        if self.owner_agent is None or self.handed_over:
+            return None
+        if self.handover_at is not None and moment >= self.handover_at:
             return None
         return self.owner_agent
 
@@ -227,6 +242,72 @@ def _(event: CallAttemptCounted, state: DialingRecord | None) -> DialingRecord:
     return msgspec.structs.replace(base, attempts={**base.attempts, event.project_id: event.attempts}, recalls=recalls)
 
 
+@_dialing.register
+def _(event: RecallHandedOver, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    recall = base.recalls.get(event.project_id)
+    if recall is None or recall.source != event.recall:
+        return base
+    recall = msgspec.structs.replace(recall, handed_over=True)
+    return msgspec.structs.replace(base, recalls={**base.recalls, event.project_id: recall})
+
+
+# -- undone by a correction: each takes away only the corrected selection's own entry ---------------
+
+
+_Sourced = TypeVar("_Sourced", Recall, WaitingPeriod)
+
+
+def _without(entries: dict[str, _Sourced], event: DialingUndo) -> dict[str, _Sourced]:
+    """The project's entry taken away -- only while it is still the replaced selection's."""
+    return {p: e for p, e in entries.items() if not (p == event.project_id and e.source == event.replaced)}
+
+
+@_dialing.register
+def _(event: RecallCancelled, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    return msgspec.structs.replace(base, recalls=_without(base.recalls, event))
+
+
+@_dialing.register
+def _(event: ContactListChangeReverted, state: DialingRecord | None) -> DialingRecord:
+    return msgspec.structs.replace(
+        _new(event, state), list_changed=not event.as_saved, contact_list=None if event.as_saved else event.contact_list
+    )
+
+
+@_dialing.register
+def _(event: RollToProjectReverted, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    rolled = {k: v for k, v in base.rolled.items() if not (k == event.project_id and v == event.to_project)}
+    return msgspec.structs.replace(base, rolled=rolled)
+
+
+@_dialing.register
+def _(event: WaitingPeriodLifted, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    return msgspec.structs.replace(base, waiting=_without(base.waiting, event))
+
+
+@_dialing.register
+def _(event: AttemptsResetReverted, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    return msgspec.structs.replace(base, attempts={**base.attempts, event.project_id: event.attempts})
+
+
+@_dialing.register
+def _(event: FinalLifted, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    return msgspec.structs.replace(base, finals=tuple(f for f in base.finals if f.source != event.replaced))
+
+
+@_dialing.register
+def _(event: DoNotCallLifted, state: DialingRecord | None) -> DialingRecord:
+    base = _new(event, state)
+    kept = tuple(d for d in base.do_not_call if d.source != event.replaced)
+    return msgspec.structs.replace(base, do_not_call=kept)
+
+
 @singledispatch
 def _contact_list(event: DomainEvent, state: ContactListRecord | None) -> ContactListRecord:
     raise TypeError(f"a contact list does not apply {type(event).__name__}")
@@ -256,6 +337,14 @@ CONTACT_LIST_CHANGES: tuple[type[DialingEvent], ...] = (
     WaitingPeriodStarted,
     AttemptsReset,
     CallAttemptCounted,
+    RecallHandedOver,
+    RecallCancelled,
+    ContactListChangeReverted,
+    RollToProjectReverted,
+    WaitingPeriodLifted,
+    AttemptsResetReverted,
+    FinalLifted,
+    DoNotCallLifted,
 )
 
 #: the published stream of contact-list changes (docs/actions.md), one per tenant

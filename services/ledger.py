@@ -28,6 +28,7 @@ from events.types import (
     CallAnswered,
     CallStarted,
     ContactHandling,
+    DialingEvent,
     Interaction,
     OutcomeCorrected,
     OutcomeDefinition,
@@ -720,8 +721,10 @@ class Ledger(Application[UUID]):
         return self._optional(list_rules.company_id(tenant_id, contact.company_id), dialing_state.project_dialing)
 
     def contact_list_effects(self, selection: OutcomeSelected | OutcomeCorrected) -> list[DomainEvent]:
-        """The contact-list events the selection's outcome asks for (decided, not saved)."""
-        if selection.definition.contact_handling == ContactHandling():
+        """The contact-list events the selection's outcome asks for; for a correction, first
+        what the corrected selection caused undone (decided, not saved)."""
+        correction = selection if isinstance(selection, OutcomeCorrected) else None
+        if selection.definition.contact_handling == ContactHandling() and correction is None:
             return []
         tenant_id = selection.tenant_id
         call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
@@ -744,7 +747,36 @@ class Ledger(Application[UUID]):
                 tenant_id, project.contact_list or (contact.contact_list if contact else None)
             ),
         )
-        return list_rules.plan(selection, target, Context(tenant_id, "system", now()))
+        ctx = Context(tenant_id, "system", now())
+        if correction is None:
+            return list_rules.plan(selection, target, ctx)
+        replaced = self._replaced(correction)
+        source = replaced.source if replaced else None
+        history, company_history = self._history(target.record), self._history(target.company)
+        return list_rules.redrive(correction, source, target, history, company_history, ctx)
+
+    def _history(self, record: dialing_state.DialingRecord | None) -> list[DialingEvent]:
+        """A dialing record's events up to the version read (what a correction searches)."""
+        if record is None:
+            return []
+        return [e for e in self.events.get(record.id, lte=record.version) if isinstance(e, DialingEvent)]
+
+    def recall_handover(self, ctx: Context, contact_id: str, recall: str, idempotency: Idempotency) -> Receipt:
+        """The durable scheduler's timer: an agent's recall not called back is anyone's now."""
+        record_id = list_rules.dialing_id(ctx.tenant_id, contact_id)
+
+        def run() -> tuple[Sequence[DomainEvent], Sequence[tuple[UUID, int]]]:
+            record = self.dialing_record(ctx.tenant_id, contact_id)
+            return list_rules.hand_over(record, contact_id, recall, ctx), ()
+
+        # the planner may append to the same record meanwhile: decide again on the new
+        # version rather than drop the hand-over (the timer would be completed regardless)
+        for _attempt in range(MAX_ATTEMPTS - 1):
+            try:
+                return self._run(ctx, idempotency, "dialing", contact_id, run, record_id)
+            except Conflict:
+                continue
+        return self._run(ctx, idempotency, "dialing", contact_id, run, record_id)
 
     def call_attempts(self, event: CallStarted | CallAnswered) -> list[DomainEvent]:
         """A call to a contact: an attempt counted (started), a recall called back (answered)."""

@@ -24,6 +24,7 @@ from events.types import (
     OutcomeDefinition,
     ProjectSettings,
     RecallCalledBack,
+    RecallHandedOver,
     RecallScheduled,
     RecallSpec,
 )
@@ -38,6 +39,7 @@ from services.rules.interactions import Choice
 from services.runtime import Runtime
 from tests.helpers import new_runtime
 from workers.contact_lists import ContactListPlanner
+from workers.timers import TimerRunner
 
 TENANT = "lists"
 NUMBER = "+358401234567"
@@ -240,3 +242,108 @@ def test_a_correction_acts_as_a_new_selection(world: tuple[Runtime, Ledger]) -> 
     correction = list(ledger.events.get(ledger.call(TENANT, "r1").id))[-1]
     dnc = list(ledger.events.get(dialing_id(TENANT, "c1")))[-1]
     assert dnc.source == source_of(correction)  # type: ignore[attr-defined]
+
+
+def correct(ledger: Ledger, call_id: str, code: str, *, lift: bool = False) -> None:
+    boss = Context(TENANT, "supervisor:sue", datetime.now(UTC))
+    at = MONDAY_NOON + timedelta(minutes=5)
+    ledger.call_fact(
+        boss,
+        call_id,
+        lambda cat, c, conv: rules.correct_outcome(
+            cat, c, boss, Choice(code, at), reason="misheard", lift_suppressions=lift
+        ),
+    )
+
+
+def kinds(ledger: Ledger) -> list[str]:
+    return [type(e).__name__ for e in ledger.events.get(dialing_id(TENANT, "c1"))]
+
+
+def test_a_correction_cancels_the_recall_and_lifts_only_what_it_is_told(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    at = MONDAY_NOON + timedelta(minutes=10)
+    call(ledger, "x1", "CALL_BACK")
+    follow(runtime)
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, at).reason == "recall_owned"
+    correct(ledger, "x1", "QUIET")
+    follow(runtime)
+    assert kinds(ledger)[-1] == "RecallCancelled"
+    cancelled = list(ledger.events.get(dialing_id(TENANT, "c1")))[-1]
+    correction = list(ledger.events.get(ledger.call(TENANT, "x1").id))[-1]
+    assert cancelled.source == source_of(correction)  # type: ignore[attr-defined]
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, at).allowed
+    assert published(runtime)[-1]["type"] == "RecallCancelled"  # dialers are told
+
+    # a do-not-call stands through a correction that does not say to lift it ...
+    call(ledger, "x2", "DNC")
+    call(ledger, "x3", "DNC")
+    follow(runtime)
+    correct(ledger, "x2", "QUIET")
+    follow(runtime)
+    assert "DoNotCallLifted" not in kinds(ledger)
+    # ... and one that does lifts only its own selection's entry: x2's still holds
+    correct(ledger, "x3", "QUIET", lift=True)
+    follow(runtime)
+    assert kinds(ledger)[-1] == "DoNotCallLifted"
+    record = ledger.dialing_record(TENANT, "c1")
+    x2 = list(ledger.events.get(ledger.call(TENANT, "x2").id))
+    assert record is not None and [d.source for d in record.do_not_call] == [source_of(x2[-2])]
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, at).reason == "do_not_call"
+
+
+def test_a_correction_lifting_a_final_then_applying_the_new_outcome_in_one_save(
+    world: tuple[Runtime, Ledger],
+) -> None:
+    runtime, ledger = world
+    call(ledger, "y1", "NOT_INTERESTED")
+    follow(runtime)
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, MONDAY_NOON, "manual").reason == "final"
+    correct(ledger, "y1", "CALL_BACK", lift=True)
+    follow(runtime)
+    events = list(ledger.events.get(dialing_id(TENANT, "c1")))
+    assert [type(e).__name__ for e in events][-2:] == ["FinalLifted", "RecallScheduled"]
+    lifted, scheduled = events[-2:]
+    assert lifted.source == scheduled.source  # type: ignore[attr-defined]
+    # the planner wrote both with one log position: one save
+    assert lifted.recorded_at == scheduled.recorded_at  # type: ignore[attr-defined]
+    answer = ledger.dialability(TENANT, "c1", "p", NUMBER, MONDAY_NOON + timedelta(minutes=10))
+    assert answer.reason == "recall_owned"  # the final is gone; the new recall is anna's
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, MONDAY_NOON, "manual", agent_id="anna").allowed
+
+
+def test_the_recall_hand_over_is_recorded_once_by_the_durable_timer(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    call(ledger, "z1", "CALL_BACK")  # long ago: its hand-over time has passed
+    follow(runtime)  # the timer is written with the RecallScheduled
+    timers = TimerRunner(runtime.settings)
+    try:
+        assert timers.run_once() == 1
+        assert timers.run_once() == 0
+    finally:
+        timers.close()
+    events = list(ledger.events.get(dialing_id(TENANT, "c1")))
+    assert [type(e).__name__ for e in events] == ["CallAttemptCounted", "RecallScheduled", "RecallHandedOver"]
+    handed = events[-1]
+    assert isinstance(handed, RecallHandedOver) and handed.from_agent == "anna"
+    assert handed.occurred_at == MONDAY_NOON + timedelta(hours=1, minutes=32)
+    record = ledger.dialing_record(TENANT, "c1")
+    assert record is not None and record.recalls["p"].handed_over
+    # anyone's now: the dialer and another agent
+    due = MONDAY_NOON + timedelta(hours=1, minutes=2)
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, due).allowed
+    assert ledger.dialability(TENANT, "c1", "p", NUMBER, due, "manual", agent_id="ben").allowed
+    assert published(runtime)[-1]["type"] == "RecallHandedOver"
+
+
+def test_a_recall_cancelled_before_its_hand_over_is_not_handed_over(world: tuple[Runtime, Ledger]) -> None:
+    runtime, ledger = world
+    call(ledger, "z2", "CALL_BACK")
+    correct(ledger, "z2", "QUIET")
+    follow(runtime)
+    timers = TimerRunner(runtime.settings)
+    try:
+        assert timers.run_once() == 1  # fired, found nothing to hand over
+    finally:
+        timers.close()
+    assert kinds(ledger) == ["CallAttemptCounted", "RecallScheduled", "RecallCancelled"]

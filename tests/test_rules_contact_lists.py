@@ -8,24 +8,36 @@ from uuid import UUID
 import msgspec
 
 from events.types import (
+    AttemptsResetReverted,
+    CallAttemptCounted,
     CallingHours,
     ContactFinalised,
     ContactHandling,
+    ContactListChangeReverted,
+    ContactMovedToList,
+    DialingEvent,
     DoNotCallAdded,
+    DoNotCallLifted,
     DoNotCallSpec,
+    FinalLifted,
     FinalSpec,
+    OutcomeCorrected,
     OutcomeDefinition,
     OutcomeSelected,
     ProjectSettings,
+    RecallCancelled,
+    RecallHandedOver,
     RecallScheduled,
     RecallSpec,
+    RollToProjectReverted,
+    WaitingPeriodLifted,
     WaitingPeriodSpec,
     WaitingPeriodStarted,
 )
 from services.dialing import DialingView, project_dialing
 from services.interactions import Contact
-from services.rules import Context
-from services.rules.contact_lists import Target, dialing_id, list_id, plan, recall_due
+from services.rules import Context, make
+from services.rules.contact_lists import Target, dialing_id, hand_over, list_id, plan, recall_due, redrive
 from services.rules.dialability import dialability, next_callable
 
 T = "t"
@@ -235,3 +247,211 @@ def test_a_list_reload_is_recorded_on_the_projects_list_and_a_company_final_on_t
     view = DialingView(contact=contact, company=project_dialing(None, [company]))
     assert dialability(view, "p", PROJECT, None, at).reason == "company_final"
     assert own.originator_id == dialing_id(T, "c1")
+
+
+# -- corrections: what the corrected selection caused, undone -----------------------------------
+
+SELECTION = f"{UUID(int=1)}/3"  # source of selection(..., version=3)
+LISTED = msgspec.structs.replace(CONTACT, contact_list="spring")
+
+
+def correction(
+    handling: ContactHandling, at: datetime, *, lift: bool = False, code: str = "Y", version: int = 5
+) -> OutcomeCorrected:
+    return OutcomeCorrected(
+        originator_id=UUID(int=1),
+        originator_version=version,
+        recorded_at=at,
+        tenant_id=T,
+        actor="supervisor:sue",
+        occurred_at=at,
+        interaction="call",
+        interaction_id="k",
+        project_id="p",
+        previous_code="X",
+        outcome_code=code,
+        outcome_set_version=1,
+        definition=OutcomeDefinition(code=code, name=code, contact_handling=handling),
+        reason="misheard",
+        lift_suppressions=lift,
+    )
+
+
+def counted(attempts: int, version: int) -> CallAttemptCounted:
+    """An earlier call to the contact, as the planner records it."""
+    at = MONDAY_NOON - timedelta(days=1)
+    fields = {"contact_id": "c1", "source": f"call/{version}", "project_id": "p", "occurred_at": at}
+    return make(
+        CallAttemptCounted, dialing_id(T, "c1"), version, CTX, call_id=f"k{version}", attempts=attempts, **fields
+    )
+
+
+EVERYTHING = ContactHandling(
+    reset_attempts=True,
+    move_to_list="autumn",
+    roll_to_project="q",
+    final=FinalSpec(scope="project"),
+    do_not_call=DoNotCallSpec(numbers="all"),
+    recall=RecallSpec(delay_seconds=3_600, owner="agent", handover_after_seconds=1_800),
+    waiting_period=WaitingPeriodSpec(seconds=86_400),
+)
+
+
+def history_after(handling: ContactHandling, *earlier: DialingEvent) -> list[DialingEvent]:
+    """Two calls counted, then the selection's effects."""
+    record = project_dialing(None, earlier) if earlier else None
+    effects = plan(selection(handling, MONDAY_NOON), target(contact=LISTED, record=record), CTX)
+    return [*earlier, *effects]  # type: ignore[list-item]
+
+
+def test_a_correction_to_an_outcome_without_handling_undoes_all_but_the_suppressions() -> None:
+    history = history_after(EVERYTHING, counted(1, 1), counted(2, 2))
+    record = project_dialing(None, history)
+    assert record is not None and record.version == 9 and record.attempts == {"p": 0}
+    fix = correction(ContactHandling(), MONDAY_NOON + timedelta(minutes=5))
+    undone = redrive(fix, SELECTION, target(contact=LISTED, record=record), history, [], CTX)
+    assert [type(e).__name__ for e in undone] == [
+        "ContactListChangeReverted",
+        "AttemptsResetReverted",
+        "RollToProjectReverted",
+        "RecallCancelled",
+        "WaitingPeriodLifted",
+    ]
+    assert {e.source for e in undone} == {f"{UUID(int=1)}/5"}  # type: ignore[attr-defined]
+    assert {e.replaced for e in undone} == {SELECTION}  # type: ignore[attr-defined]
+    record_id = dialing_id(T, "c1")
+    # each names the event it undoes: the move was version 4, the reset 3, the roll 5, ...
+    assert [e.undoes for e in undone] == [f"{record_id}/{v}" for v in (4, 3, 5, 8, 9)]  # type: ignore[attr-defined]
+    assert [e.originator_version for e in undone] == [10, 11, 12, 13, 14]
+    reverted = undone[0]
+    assert isinstance(reverted, ContactListChangeReverted) and reverted.as_saved  # back on the saved list
+    assert isinstance(undone[1], AttemptsResetReverted) and undone[1].attempts == 2  # 2 before, 0 since
+    after = project_dialing(record, undone)
+    assert after is not None
+    assert (after.recalls, after.waiting, after.rolled, after.attempts) == ({}, {}, {}, {"p": 2})
+    view = DialingView(contact=LISTED, record=after)
+    assert view.effective_list() == "spring"
+    # the final and the do-not-call stand: nobody said to lift them
+    assert dialability(view, "p", PROJECT, None, MONDAY_NOON).reason == "do_not_call"
+    assert len(after.finals) == 1 and len(after.do_not_call) == 1
+
+
+def test_lift_suppressions_lifts_only_the_entries_the_corrected_selection_created() -> None:
+    history = history_after(EVERYTHING)
+    # a later selection (version 7) adds its own do-not-call for one number
+    record = project_dialing(None, history)
+    later = plan(
+        selection(ContactHandling(do_not_call=DoNotCallSpec(numbers="this")), MONDAY_NOON, version=7),
+        target(number="+3584011", record=record),
+        CTX,
+    )
+    history = [*history, *later]  # type: ignore[list-item]
+    record = project_dialing(record, later)
+    assert record is not None
+    before = DialingView(contact=CONTACT, record=record)
+    assert dialability(before, "p", PROJECT, "+3584022", MONDAY_NOON, "manual").reason == "do_not_call"
+    fix = correction(ContactHandling(), MONDAY_NOON, lift=True)
+    undone = redrive(fix, SELECTION, target(record=record), history, [], CTX)
+    assert [type(e) for e in undone] == [
+        ContactListChangeReverted,
+        AttemptsResetReverted,
+        RollToProjectReverted,
+        FinalLifted,
+        DoNotCallLifted,
+        RecallCancelled,
+        WaitingPeriodLifted,
+    ]
+    after = project_dialing(record, undone)
+    assert after is not None and after.finals == ()
+    assert [d.source for d in after.do_not_call] == [f"{UUID(int=1)}/7"]  # the later one stands
+    view = DialingView(contact=CONTACT, record=after)
+    assert dialability(view, "p", PROJECT, "+3584022", MONDAY_NOON, "manual").allowed
+    assert dialability(view, "p", PROJECT, "+3584011", MONDAY_NOON, "manual").reason == "do_not_call"
+
+
+def test_what_the_new_outcome_asks_for_again_is_not_undone_and_applies_after_the_undo() -> None:
+    handling = ContactHandling(move_to_list="autumn", recall=RecallSpec(delay_seconds=3_600))
+    history = history_after(handling)
+    record = project_dialing(None, history)
+    later = MONDAY_NOON + timedelta(minutes=10)
+    # the new outcome also recalls, and moves to another list
+    fix = correction(ContactHandling(move_to_list="winter", recall=RecallSpec(delay_seconds=7_200)), later)
+    events = redrive(fix, SELECTION, target(contact=LISTED, record=record), history, [], CTX)
+    assert [type(e) for e in events] == [ContactListChangeReverted, ContactMovedToList, RecallScheduled]
+    move = events[1]
+    assert isinstance(move, ContactMovedToList) and (move.from_list, move.to_list) == ("spring", "winter")
+    after = project_dialing(record, events)
+    assert after is not None and after.recalls["p"].due_at == later + timedelta(hours=2)
+    # the same list again: the move is not reverted (the new outcome asks for it, and records it)
+    same = correction(ContactHandling(move_to_list="autumn"), later)
+    events = redrive(same, SELECTION, target(contact=LISTED, record=record), history, [], CTX)
+    assert [type(e) for e in events] == [RecallCancelled, ContactMovedToList]
+
+
+def test_an_effect_someone_else_changed_since_is_left_alone() -> None:
+    history = history_after(ContactHandling(move_to_list="autumn", waiting_period=WaitingPeriodSpec(seconds=600)))
+    record = project_dialing(None, history)
+    other = plan(
+        selection(
+            ContactHandling(move_to_list="winter", waiting_period=WaitingPeriodSpec(seconds=60)),
+            MONDAY_NOON,
+            code="Z",
+            version=7,
+        ),
+        target(contact=LISTED, record=record),
+        CTX,
+    )
+    history = [*history, *other]  # type: ignore[list-item]
+    record = project_dialing(record, other)
+    assert redrive(correction(ContactHandling(), MONDAY_NOON), SELECTION, target(record=record), history, [], CTX) == []
+    # and correcting a correction does not undo the first correction's undo
+    first = redrive(correction(ContactHandling(), MONDAY_NOON, version=9), f"{UUID(int=1)}/7",
+                    target(contact=LISTED, record=record), history, [], CTX)  # fmt: skip
+    assert [type(e) for e in first] == [ContactListChangeReverted, WaitingPeriodLifted]
+    history = [*history, *first]  # type: ignore[list-item]
+    record = project_dialing(record, first)
+    again = correction(ContactHandling(), MONDAY_NOON, version=11)
+    assert redrive(again, f"{UUID(int=1)}/9", target(record=record), history, [], CTX) == []
+
+
+def test_a_whole_company_final_is_lifted_on_the_company_too() -> None:
+    contact = msgspec.structs.replace(CONTACT, company_id="acme")
+    handling = ContactHandling(final=FinalSpec(scope="all", whole_company=True))
+    own, company = plan(selection(handling, MONDAY_NOON), target(contact=contact), CTX)
+    record, company_record = project_dialing(None, [own]), project_dialing(None, [company])
+    at = target(contact=contact, record=record, company=company_record)
+    fix = correction(ContactHandling(), MONDAY_NOON, lift=True)
+    assert redrive(correction(ContactHandling(), MONDAY_NOON), SELECTION, at, [own], [company], CTX) == []  # type: ignore[list-item]
+    lifted = redrive(fix, SELECTION, at, [own], [company], CTX)  # type: ignore[list-item]
+    assert [(type(e), e.originator_id) for e in lifted] == [
+        (FinalLifted, dialing_id(T, "c1")),
+        (FinalLifted, company.originator_id),
+    ]
+    view = DialingView(contact=contact, record=project_dialing(record, lifted[:1]),
+                       company=project_dialing(company_record, lifted[1:]))  # fmt: skip
+    assert dialability(view, "p", PROJECT, None, MONDAY_NOON).allowed
+
+
+def test_the_recall_hand_over_is_recorded_once_and_only_for_the_open_agent_recall() -> None:
+    spec = RecallSpec(delay_seconds=3_600, owner="agent", handover_after_seconds=1_800)
+    record = project_dialing(None, plan(selection(ContactHandling(recall=spec), MONDAY_NOON), target(), CTX))
+    assert record is not None
+    (handed,) = hand_over(record, "c1", SELECTION, CTX)
+    assert isinstance(handed, RecallHandedOver)
+    assert (handed.from_agent, handed.recall, handed.occurred_at) == (
+        "anna",
+        SELECTION,
+        MONDAY_NOON + timedelta(hours=1.5),
+    )
+    after = project_dialing(record, [handed])
+    assert after is not None and after.recalls["p"].handed_over
+    # anyone's now, even before the hand-over time it was set for (recorded is recorded)
+    assert dialability(
+        DialingView(contact=CONTACT, record=after), "p", PROJECT, None, MONDAY_NOON + timedelta(hours=1)
+    ).allowed
+    assert hand_over(after, "c1", SELECTION, CTX) == []  # once
+    assert hand_over(record, "c1", "another/1", CTX) == []  # replaced or cancelled meanwhile
+    anyone = project_dialing(
+        None, plan(selection(ContactHandling(recall=RecallSpec(delay_seconds=60)), MONDAY_NOON), target(), CTX)
+    )
+    assert hand_over(anyone, "c1", SELECTION, CTX) == []  # nobody owned it

@@ -19,7 +19,8 @@ the same selection always decides the same events. Calls link to the contact's o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -28,24 +29,34 @@ from zoneinfo import ZoneInfo
 from events.codec import DomainEvent
 from events.types import (
     AttemptsReset,
+    AttemptsResetReverted,
     CallAttemptCounted,
     ContactFinalised,
     ContactHandling,
+    ContactListChangeReverted,
     ContactMovedToList,
     ContactRemovedFromList,
+    DialingEvent,
+    DialingUndo,
     DoNotCallAdded,
+    DoNotCallLifted,
+    FinalLifted,
     ListReloadRequested,
     OutcomeCorrected,
     OutcomeSelected,
     ProjectSettings,
     RecallCalledBack,
+    RecallCancelled,
+    RecallHandedOver,
     RecallScheduled,
     RecallSpec,
     RolledToProject,
+    RollToProjectReverted,
+    WaitingPeriodLifted,
     WaitingPeriodSpec,
     WaitingPeriodStarted,
 )
-from services.dialing import ContactListRecord, DialingRecord, current_list
+from services.dialing import ContactListRecord, DialingRecord, current_list, project_dialing
 from services.interactions import Call, Contact, aggregate_id
 from services.rules import Context, make
 from services.rules.dialability import next_callable
@@ -104,6 +115,18 @@ class _Writer:
         self.events.append(make(cls, aggregate, version, self.ctx, **self.common, **fields))
 
 
+def _writer_for(cause: OutcomeSelected | OutcomeCorrected, target: Target, ctx: Context) -> _Writer:
+    """A writer of the events ``cause`` decides for the target's records, each naming it."""
+    records = (target.record, target.company, target.contact_list)
+    common = {
+        "contact_id": target.contact_id,
+        "source": source_of(cause),
+        "project_id": cause.project_id,
+        "occurred_at": cause.occurred_at,
+    }
+    return _Writer(ctx, common, {record.id: record.version for record in records if record is not None})
+
+
 def recall_due(occurred_at: datetime, spec: RecallSpec, project: ProjectSettings, time_zone: str) -> datetime:
     """Whole days of the delay keep the contact's local time of day (a call-back "tomorrow"
     across a DST change is at the same local hour); the rest is elapsed time. A due time
@@ -153,18 +176,7 @@ def plan(selection: OutcomeSelected | OutcomeCorrected, target: Target, ctx: Con
     """The contact-list events the selection's outcome asks for (none without handling)."""
     handling = selection.definition.contact_handling
     record_id = dialing_id(ctx.tenant_id, target.contact_id)
-    versions = {
-        record.id: record.version
-        for record in (target.record, target.company, target.contact_list)
-        if record is not None
-    }
-    common = {
-        "contact_id": target.contact_id,
-        "source": source_of(selection),
-        "project_id": selection.project_id,
-        "occurred_at": selection.occurred_at,
-    }
-    out = _Writer(ctx, common, versions)
+    out = _writer_for(selection, target, ctx)
     if handling.reset_attempts:
         out.add(AttemptsReset, record_id)
     _lists(out, record_id, handling, target)
@@ -223,4 +235,144 @@ def called_back(call: Call, record: DialingRecord | None, source: str, ctx: Cont
     assert call.answered_at is not None
     out = _Writer(ctx, _call_fields(call, source, call.answered_at), {record.id: record.version})
     out.add(RecallCalledBack, record.id, call_id=call.call_id, recall=recall.source)
+    return out.events
+
+
+# -- corrections: undo what the corrected selection caused (PRODUCT.md §2) -----------------------
+
+#: what moves the contact between lists; the last of them says where it is
+_LIST_CHANGES = (ContactMovedToList, ContactRemovedFromList, ContactListChangeReverted)
+
+
+def _last(history: Sequence[DialingEvent], kind: type | tuple[type, ...], project_id: str | None = None) -> int:
+    """The index of the last event of that kind (in that project), -1 when none."""
+    for index in range(len(history) - 1, -1, -1):
+        event = history[index]
+        if isinstance(event, kind) and (project_id is None or event.project_id == project_id):
+            return index
+    return -1
+
+
+def _before(history: Sequence[DialingEvent], index: int) -> DialingRecord | None:
+    """The record as it was just before ``history[index]``."""
+    return project_dialing(None, history[:index])
+
+
+def _undo_lists(out: _Writer, record_id: UUID, mine: list[tuple[int, DialingEvent]], history: Sequence[DialingEvent],
+                asks: ContactHandling) -> None:  # fmt: skip
+    """Back to the list the contact was on before the selection's moves -- only while the
+    contact is still where they put it (a later move is someone else's decision)."""
+    changes = [(i, e) for i, e in mine if isinstance(e, ContactMovedToList | ContactRemovedFromList)]
+    if not changes or _last(history, _LIST_CHANGES) != changes[-1][0]:
+        return
+    last = changes[-1][1]
+    if (isinstance(last, ContactMovedToList) and asks.move_to_list == last.to_list) or (
+        isinstance(last, ContactRemovedFromList) and asks.remove_from_list and asks.move_to_list is None
+    ):
+        return  # the new outcome asks for the same place: nothing to undo
+    before = _before(history, changes[0][0])
+    as_saved = before is None or not before.list_changed
+    restored = None if as_saved or before is None else before.contact_list
+    out.add(ContactListChangeReverted, record_id, undoes=source_of(last), replaced=last.source,
+            contact_list=restored, as_saved=as_saved)  # fmt: skip
+
+
+def _undo_one(out: _Writer, record: DialingRecord, index: int, event: DialingEvent, history: Sequence[DialingEvent],
+              correction: OutcomeCorrected) -> None:  # fmt: skip
+    """Undo one effect of the corrected selection when it still holds and the new outcome
+    does not ask for it again (a new recall or waiting period replaces the old one anyway)."""
+    asks, project, replaced = correction.definition.contact_handling, event.project_id, event.source
+    undo = {"undoes": source_of(event), "replaced": replaced}
+    if isinstance(event, RecallScheduled):
+        recall = record.recalls.get(project)
+        if asks.recall is None and recall is not None and recall.source == replaced and recall.open:
+            out.add(RecallCancelled, record.id, **undo)
+    elif isinstance(event, WaitingPeriodStarted):
+        period = record.waiting.get(project)
+        if asks.waiting_period is None and period is not None and period.source == replaced:
+            out.add(WaitingPeriodLifted, record.id, **undo)
+    elif isinstance(event, RolledToProject):
+        still = record.rolled.get(project) == event.to_project and _last(history, RolledToProject, project) == index
+        if asks.roll_to_project != event.to_project and still:
+            out.add(RollToProjectReverted, record.id, to_project=event.to_project, **undo)
+    elif isinstance(event, AttemptsReset):
+        # the attempts before the reset count again, with those made since; a later reset
+        # stands (it is another selection's)
+        if not asks.reset_attempts and _last(history, AttemptsReset, project) == index:
+            before = _before(history, index)
+            earlier = before.attempts.get(project, 0) if before else 0
+            out.add(AttemptsResetReverted, record.id, attempts=earlier + record.attempts.get(project, 0), **undo)
+    elif not correction.lift_suppressions:
+        return  # a suppression stands unless the correction explicitly lifts it
+    elif isinstance(event, ContactFinalised) and any(f.source == replaced for f in record.finals):
+        out.add(FinalLifted, record.id, **undo)
+    elif isinstance(event, DoNotCallAdded) and any(d.source == replaced for d in record.do_not_call):
+        out.add(DoNotCallLifted, record.id, **undo)
+
+
+def undo_replaced(
+    correction: OutcomeCorrected,
+    replaced: str,
+    target: Target,
+    history: Sequence[DialingEvent],
+    company_history: Sequence[DialingEvent],
+    ctx: Context,
+) -> list[DomainEvent]:
+    """What the corrected selection (``replaced``, its source) caused on the contact's record
+    -- and on its company's, for a whole-company final -- undone, each event naming the
+    correction as its source and the undone event. Suppressions (do-not-call, finals) are
+    lifted only when the correction says so (``lift_suppressions``), and only the entries
+    that selection created. ``history`` / ``company_history``: the records' events, in order."""
+    record, company = target.record, target.company
+    out = _writer_for(correction, target, ctx)
+    if record is not None:
+        # an undo is never itself undone: correcting a correction leaves the first undo standing
+        mine = [(i, e) for i, e in enumerate(history) if e.source == replaced and not isinstance(e, DialingUndo)]
+        _undo_lists(out, record.id, mine, history, correction.definition.contact_handling)
+        for index, event in mine:
+            _undo_one(out, record, index, event, history, correction)
+    if company is not None and correction.lift_suppressions:
+        still = any(f.source == replaced for f in company.finals)
+        for event in company_history:
+            if still and isinstance(event, ContactFinalised) and event.source == replaced:
+                out.add(FinalLifted, company.id, undoes=source_of(event), replaced=replaced)
+    return out.events
+
+
+def redrive(
+    correction: OutcomeCorrected,
+    replaced: str | None,
+    target: Target,
+    history: Sequence[DialingEvent],
+    company_history: Sequence[DialingEvent],
+    ctx: Context,
+) -> list[DomainEvent]:
+    """A correction's contact-list events, for one save: first what the corrected selection
+    caused undone, then what the new outcome asks for, decided on the record as the undo
+    leaves it (a move then starts from the list the contact is back on; a lifted waiting
+    period does not make the new one a repeat)."""
+    undone = undo_replaced(correction, replaced, target, history, company_history, ctx) if replaced else []
+    own = [e for e in undone if target.record is not None and e.originator_id == target.record.id]
+    theirs = [e for e in undone if target.company is not None and e.originator_id == target.company.id]
+    after = replace(target, record=project_dialing(target.record, own), company=project_dialing(target.company, theirs))
+    return undone + plan(correction, after, ctx)
+
+
+# -- the recall hand-over (a durable timer set with the recall) ------------------------------------
+
+
+def hand_over(record: DialingRecord | None, contact_id: str, recall_source: str, ctx: Context) -> list[DomainEvent]:
+    """The hand-over time of the recall ``recall_source`` came: anyone's now, recorded once --
+    unless it is no longer the open, agent-owned recall (called back, attempts used up,
+    cancelled by a correction or replaced by a later recall)."""
+    found = [(p, r) for p, r in (record.recalls.items() if record else ()) if r.source == recall_source]
+    if record is None or not found:
+        return []
+    project, recall = found[0]
+    if not recall.open or recall.handed_over or recall.owner_agent is None or recall.handover_at is None:
+        return []
+    at = recall.handover_at
+    common = {"contact_id": contact_id, "source": recall_source, "project_id": project, "occurred_at": at}
+    out = _Writer(ctx, common, {record.id: record.version})
+    out.add(RecallHandedOver, record.id, recall=recall_source, from_agent=recall.owner_agent)
     return out.events
