@@ -265,6 +265,59 @@ class AgentTeamChanged(_CatalogueChange, frozen=True, kw_only=True):
     team_id: str | None
 
 
+# -- webhooks (PRODUCT.md §3): configured in the catalogue, delivered by workers/webhooks.py ----------
+
+WebhookEventType = Literal["OutcomeSelected", "OutcomeCorrected"]
+
+
+class _WebhookChange(_CatalogueChange, frozen=True, kw_only=True):
+    webhook_id: str
+
+    def data_subject(self) -> str | None:
+        # the signing secret is sealed with this webhook's own key, kept outside the log
+        return f"webhook:{self.webhook_id}"
+
+
+@event_type("WebhookRegistered", 1)
+class WebhookRegistered(_WebhookChange, frozen=True, kw_only=True):
+    """A URL receives the tenant's outcome events; empty filters match everything."""
+
+    url: str
+    project_ids: tuple[str, ...] = ()
+    outcome_codes: tuple[str, ...] = ()
+    event_types: tuple[WebhookEventType, ...] = ()
+    #: the signing secret: sealed in the log (``personal``), shown to the admin once
+    secret: str
+
+    personal: ClassVar[tuple[str, ...]] = ("secret",)
+
+
+@event_type("WebhookChanged", 1)
+class WebhookChanged(_WebhookChange, frozen=True, kw_only=True):
+    """A new URL or new filters; the secret stays."""
+
+    url: str
+    project_ids: tuple[str, ...] = ()
+    outcome_codes: tuple[str, ...] = ()
+    event_types: tuple[WebhookEventType, ...] = ()
+
+
+@event_type("WebhookSecretRotated", 1)
+class WebhookSecretRotated(_WebhookChange, frozen=True, kw_only=True):
+    """A new signing secret; deliveries are signed with the previous one too until
+    ``previous_valid_until``, so receivers can switch without losing any."""
+
+    secret: str
+    previous_valid_until: datetime
+
+    personal: ClassVar[tuple[str, ...]] = ("secret",)
+
+
+@event_type("WebhookDeleted", 1)
+class WebhookDeleted(_WebhookChange, frozen=True, kw_only=True):
+    pass
+
+
 # -- interactions ------------------------------------------------------------------------------
 
 
@@ -747,3 +800,29 @@ class FinalLifted(DialingUndo, frozen=True, kw_only=True):
 @event_type("DoNotCallLifted", 1)
 class DoNotCallLifted(DialingUndo, frozen=True, kw_only=True):
     """Only on a correction's explicit ``lift_suppressions``: the selection's own entry."""
+
+
+# -- webhook deliveries: one aggregate per (outcome event, webhook), named after both ---------------
+
+
+class _WebhookDeliveryEvent(DomainEvent, frozen=True, kw_only=True):
+    #: the outcome event delivered: "<aggregate id>/<version>"
+    source: str
+    webhook_id: str
+    event_type: str
+    url: str
+    attempts: int
+
+
+@event_type("WebhookDelivered", 1)
+class WebhookDelivered(_WebhookDeliveryEvent, frozen=True, kw_only=True):
+    """The receiver answered 2xx."""
+
+    status: int
+
+
+@event_type("WebhookFailed", 1)
+class WebhookFailed(_WebhookDeliveryEvent, frozen=True, kw_only=True):
+    """Refused (a 4xx other than 408/429) or still failing after the retries."""
+
+    reason: str

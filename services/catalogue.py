@@ -1,4 +1,4 @@
-"""The tenant's configuration as one aggregate: outcomes, projects, templates, people.
+"""The tenant's configuration as one aggregate: outcomes, projects, templates, people, webhooks.
 
 One aggregate so that every configuration rule that spans projects (duplicate codes and
 names, the auto-close limit) is checked against one consistent version. Each project
@@ -8,6 +8,7 @@ keeps its own outcome-set version, moved by every event that changes its active 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from functools import singledispatch
 from uuid import UUID
 
@@ -29,6 +30,11 @@ from events.types import (
     SmsTemplateSaved,
     TeamCreated,
     TenantCreated,
+    WebhookChanged,
+    WebhookDeleted,
+    WebhookEventType,
+    WebhookRegistered,
+    WebhookSecretRotated,
 )
 
 BUSY = "BUSY"
@@ -56,6 +62,23 @@ class ProjectState(msgspec.Struct, frozen=True, kw_only=True):
     set_version: int = 1
 
 
+class Webhook(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered webhook. Its secrets are held in memory only: in the log they are sealed."""
+
+    webhook_id: str
+    url: str
+    project_ids: tuple[str, ...] = ()
+    outcome_codes: tuple[str, ...] = ()
+    event_types: tuple[WebhookEventType, ...] = ()
+    #: outcome events recorded before this are not delivered to it (a late-registered
+    #: webhook does not get the backlog a lagging dispatcher has yet to read)
+    registered_at: datetime
+    secret: str
+    #: the secret before the last rotation, still signed with until ``previous_valid_until``
+    previous_secret: str | None = None
+    previous_valid_until: datetime | None = None
+
+
 class Catalogue(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     version: int
@@ -68,6 +91,7 @@ class Catalogue(msgspec.Struct, frozen=True, kw_only=True):
     agents: dict[str, str] = {}
     teams: dict[str, str] = {}
     agent_team: dict[str, str | None] = {}
+    webhooks: dict[str, Webhook] = {}
 
 
 class ActiveOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -270,6 +294,45 @@ def _(event: TeamCreated, state: Catalogue | None) -> Catalogue:
 def _(event: AgentTeamChanged, state: Catalogue | None) -> Catalogue:
     assert state is not None
     return msgspec.structs.replace(state, agent_team={**state.agent_team, event.agent_id: event.team_id})
+
+
+def _target(event: WebhookRegistered | WebhookChanged) -> dict[str, object]:
+    """Where a webhook posts and what it receives: set by a registration and by a change."""
+    fields = ("url", "project_ids", "outcome_codes", "event_types")
+    return {f: getattr(event, f) for f in fields}
+
+
+@_apply.register
+def _(event: WebhookRegistered, state: Catalogue | None) -> Catalogue:
+    assert state is not None
+    hook = msgspec.convert(
+        {"webhook_id": event.webhook_id, "registered_at": event.recorded_at, "secret": event.secret, **_target(event)},
+        Webhook,
+    )
+    return msgspec.structs.replace(state, webhooks={**state.webhooks, event.webhook_id: hook})
+
+
+@_apply.register
+def _(event: WebhookChanged, state: Catalogue | None) -> Catalogue:
+    assert state is not None
+    hook = msgspec.structs.replace(state.webhooks[event.webhook_id], **_target(event))
+    return msgspec.structs.replace(state, webhooks={**state.webhooks, event.webhook_id: hook})
+
+
+@_apply.register
+def _(event: WebhookSecretRotated, state: Catalogue | None) -> Catalogue:
+    assert state is not None
+    old = state.webhooks[event.webhook_id]
+    hook = msgspec.structs.replace(
+        old, secret=event.secret, previous_secret=old.secret, previous_valid_until=event.previous_valid_until
+    )
+    return msgspec.structs.replace(state, webhooks={**state.webhooks, event.webhook_id: hook})
+
+
+@_apply.register
+def _(event: WebhookDeleted, state: Catalogue | None) -> Catalogue:
+    assert state is not None
+    return msgspec.structs.replace(state, webhooks={k: v for k, v in state.webhooks.items() if k != event.webhook_id})
 
 
 def apply(event: DomainEvent, state: Catalogue | None) -> Catalogue:

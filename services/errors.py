@@ -174,6 +174,10 @@ class TeamExists(Conflict):
     code = "team_exists"
 
 
+class WebhookExists(Conflict):
+    code = "webhook_exists"
+
+
 class BadRequest(DomainError):
     """A malformed request header (the body's own faults are validation errors)."""
 

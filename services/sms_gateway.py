@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,8 @@ class Delivery:
     attempts: int
     message_id: str | None = None
     reason: str = ""
+    #: the last HTTP status answered, if any
+    status: int | None = None
 
 
 class Gateway(Protocol):
@@ -82,23 +85,43 @@ class HttpGateway:
         self.client = httpx.Client(timeout=timeout, headers=headers)
 
     def send(self, sms_id: str, to: str, body: str) -> Delivery:
-        reason = ""
-        for attempt in range(1, self.retries + 2):
-            if attempt > 1:
-                time.sleep(self.backoff * 2 ** (attempt - 2))
-            try:
-                response = self.client.post(
-                    self.url, json={"id": sms_id, "to": to, "body": body}, headers={"Idempotency-Key": sms_id}
-                )
-            except httpx.HTTPError as error:
-                reason = f"{type(error).__name__}: {error}"
-                continue
-            if response.is_success:
-                return Delivery(ok=True, attempts=attempt, message_id=_message_id(response))
-            reason = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code < 500 and response.status_code not in _RETRYABLE:
-                return Delivery(ok=False, attempts=attempt, reason=reason)
-        return Delivery(ok=False, attempts=self.retries + 1, reason=reason)
+        payload = json.dumps({"id": sms_id, "to": to, "body": body}).encode()
+        headers = {"Idempotency-Key": sms_id, "Content-Type": "application/json"}
+        delivery, response = post_with_retries(
+            self.client, self.url, payload, lambda: headers, retries=self.retries, backoff=self.backoff
+        )
+        if delivery.ok and response is not None:
+            return Delivery(ok=True, attempts=delivery.attempts, message_id=_message_id(response))
+        return delivery
+
+
+def post_with_retries(
+    client: httpx.Client,
+    url: str,
+    content: bytes,
+    headers: Callable[[], dict[str, str]],
+    *,
+    retries: int,
+    backoff: float,
+) -> tuple[Delivery, httpx.Response | None]:
+    """POST ``content``, retrying with exponential backoff on timeouts, connection errors,
+    408, 429 and 5xx; another 4xx is a failure at once. ``headers`` is asked again for
+    each attempt (a signature's timestamp is then fresh). The successful response, if any."""
+    reason = ""
+    for attempt in range(1, retries + 2):
+        if attempt > 1:
+            time.sleep(backoff * 2 ** (attempt - 2))
+        try:
+            response = client.post(url, content=content, headers=headers())
+        except httpx.HTTPError as error:
+            reason = f"{type(error).__name__}: {error}"
+            continue
+        if response.is_success:
+            return Delivery(ok=True, attempts=attempt, status=response.status_code), response
+        reason = f"HTTP {response.status_code}: {response.text[:200]}"
+        if response.status_code < 500 and response.status_code not in _RETRYABLE:
+            return Delivery(ok=False, attempts=attempt, reason=reason, status=response.status_code), None
+    return Delivery(ok=False, attempts=retries + 1, reason=reason), None
 
 
 def _message_id(response: httpx.Response) -> str | None:

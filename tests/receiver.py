@@ -12,11 +12,16 @@ from typing import Any
 class Receiver:
     """Records every delivery; with ``deduplicate`` it accepts each Idempotency-Key once
     (a repeat is answered 200 and not accepted again). ``fail_with`` answers every
-    request with that status instead."""
+    request with that status instead -- or only the first ``fail_times`` requests."""
 
-    def __init__(self, *, deduplicate: bool = True, fail_with: int | None = None) -> None:
+    def __init__(
+        self, *, deduplicate: bool = True, fail_with: int | None = None, fail_times: int | None = None
+    ) -> None:
         self.deduplicate = deduplicate
         self.fail_with = fail_with
+        self.fail_times = fail_times
+        #: each delivery's body as sent (a signature covers these bytes, not the parsed JSON)
+        self.raw: list[bytes] = []
         self.deliveries: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         #: when each delivery arrived (time.monotonic), in the order of ``deliveries``
         self.times: list[float] = []
@@ -26,12 +31,15 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
                 key = self.headers.get("Idempotency-Key", "")
                 with receiver._lock:
                     receiver.deliveries.append((key, body, dict(self.headers)))
+                    receiver.raw.append(raw)
                     receiver.times.append(time.monotonic())
-                    status = receiver.fail_with or 200
+                    failing = receiver.fail_times is None or len(receiver.deliveries) <= receiver.fail_times
+                    status = (receiver.fail_with if failing else None) or 200
                     if status == 200 and not (receiver.deduplicate and key in receiver.accepted):
                         receiver.accepted[key if receiver.deduplicate else f"{key}#{len(receiver.deliveries)}"] = body
                 reply = json.dumps({"id": f"gw-{key}"}).encode()

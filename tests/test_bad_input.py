@@ -125,6 +125,14 @@ OPS = [
     Op("issueKey", "POST", "/v1/keys", "admin", "supervisor_key", {"role": "agent"},
        mistype="role", required="role", enum="role"),
     Op("revokeKey", "DELETE", "/v1/keys/{spare_key_id}", "admin", "supervisor_key"),
+    Op("registerWebhook", "POST", "/v1/webhooks", "admin", "agent",
+       {"webhook_id": "fresh-hook", "url": "https://crm.example/fresh"},
+       mistype="url", required="url", invalid=("url", "ftp://crm.example/hook", "url")),
+    Op("changeWebhook", "PUT", "/v1/webhooks/crm", "admin", "agent", {"url": "https://crm.example/v2"},
+       mistype="url", required="url", invalid=("outcome_codes", ["sale"], "outcome_codes")),
+    Op("rotateWebhookSecret", "POST", "/v1/webhooks/crm/rotate-secret", "admin", "agent", {"grace_seconds": 60},
+       invalid=("grace_seconds", 8 * 86_400, "grace_seconds")),
+    Op("deleteWebhook", "DELETE", "/v1/webhooks/spare-hook", "admin", "agent"),
     # interaction facts (platform, acting for an agent)
     Op("startCall", "POST", "/v1/calls", "agent", "manager_key",
        {"call_id": "fresh-call", "project_id": "winter", "direction": "outbound", "occurred_at": at(0)},
@@ -255,6 +263,7 @@ def generic_cases(o: Op) -> list[Case]:
 SELECT = "selectCallOutcome"
 NOT_FOUND = {"status": 404, "error": "not_found"}
 SMS_BODY = {"body": "Hi Ann, see you at 5"}
+HOOK = {"webhook_id": "fresh-hook", "url": "https://crm.example/fresh"}
 
 
 def sel(code: str, **extra: Any) -> dict[str, Any]:
@@ -637,6 +646,31 @@ RULES = [
          status=(400, 404, 422), error=None),
     case("opt-out-contact-id-too-long", "contactOptedOut", "POST", "/v1/contacts/" + "y" * 300 + "/opt-out", "contact",
          body={"occurred_at": at(5)}, status=(400, 404, 422), error=None),
+    # webhooks
+    case("webhook-exists", "registerWebhook", "POST", "/v1/webhooks", "webhook 'crm' already exists",
+         body={"webhook_id": "crm", "url": "https://crm.example/again"}, status=409, error="webhook_exists"),
+    case("webhook-unknown-project", "registerWebhook", "POST", "/v1/webhooks", "project 'nope' not found",
+         body={**HOOK, "project_ids": ["nope"]}, **NOT_FOUND),
+    case("webhook-unknown-outcome", "registerWebhook", "POST", "/v1/webhooks", "outcome 'NOPE' not found",
+         body={**HOOK, "outcome_codes": ["NOPE"]}, **NOT_FOUND),
+    case("webhook-bad-event-type", "registerWebhook", "POST", "/v1/webhooks", "event_types",
+         body={**HOOK, "event_types": ["SmsSent"]}),
+    case("webhook-url-with-space", "registerWebhook", "POST", "/v1/webhooks", "url",
+         body={**HOOK, "url": "https://crm.example/a b"}),
+    case("webhook-url-too-long", "registerWebhook", "POST", "/v1/webhooks", "url",
+         body={**HOOK, "url": "https://crm.example/" + "a" * 2100}),
+    case("webhook-change-unknown", "changeWebhook", "PUT", "/v1/webhooks/nope", "webhook 'nope' not found",
+         body={"url": "https://crm.example/v2"}, **NOT_FOUND),
+    case("webhook-change-unknown-project", "changeWebhook", "PUT", "/v1/webhooks/crm", "project 'nope' not found",
+         body={"url": "https://crm.example/v2", "project_ids": ["nope"]}, **NOT_FOUND),
+    case("webhook-rotate-unknown", "rotateWebhookSecret", "POST", "/v1/webhooks/nope/rotate-secret",
+         "webhook 'nope' not found", body={}, **NOT_FOUND),
+    case("webhook-rotate-negative-grace", "rotateWebhookSecret", "POST", "/v1/webhooks/crm/rotate-secret",
+         "grace_seconds", body={"grace_seconds": -1}),
+    case("webhook-rotate-grace-as-text", "rotateWebhookSecret", "POST", "/v1/webhooks/crm/rotate-secret",
+         ("expected", "grace_seconds"), body={"grace_seconds": "60"}),
+    case("webhook-delete-unknown", "deleteWebhook", "DELETE", "/v1/webhooks/nope", "webhook 'nope' not found",
+         **NOT_FOUND),
     # sending an SMS draft
     case("send-sms-unknown", "sendSmsDraft", "POST", "/v1/sms/00000000-0000-4000-8000-000000000000/send",
          body=SMS_BODY, says="not found", **NOT_FOUND),
@@ -739,6 +773,13 @@ CROSS = [
     case("send-sms-draft", "sendSmsDraft", "POST", "/v1/sms/{b_sms}/send", who="agent", body=SMS_BODY),
     case("flow-returned", "flowReturned", "POST", "/v1/conversations/b-conv/flow-returned", who="agent",
          body={"flow": "bot", "occurred_at": at(80)}),
+    case("change-webhook", "changeWebhook", "PUT", "/v1/webhooks/b-hook", body={"url": "https://crm.example/v2"}),
+    case("rotate-webhook-secret", "rotateWebhookSecret", "POST", "/v1/webhooks/b-hook/rotate-secret", body={}),
+    case("delete-webhook", "deleteWebhook", "DELETE", "/v1/webhooks/b-hook"),
+    case("register-webhook-project", "registerWebhook", "POST", "/v1/webhooks",
+         body={**HOOK, "project_ids": ["b-proj"]}),
+    case("register-webhook-outcome", "registerWebhook", "POST", "/v1/webhooks",
+         body={**HOOK, "outcome_codes": ["B_ONLY"]}),
     case("complete-follow-up", "completeFollowUp", "POST", "/v1/follow-ups/{b_follow_up}/complete", who="agent",
          body={}),
     case("reassign-follow-up", "reassignFollowUp", "POST", "/v1/follow-ups/{b_follow_up}/reassign",
@@ -868,6 +909,8 @@ def _build_acme(w: World, post: Any, put: Any) -> None:
     put(a, "/v1/projects/winter/hidden-outcomes/HIDDEN_S")
     post(a, "/v1/agents", {"agent_id": "anna", "name": "Anna"})
     post(a, "/v1/teams", {"team_id": "red", "name": "Red"})
+    for hook in ("crm", "spare-hook"):
+        post(a, "/v1/webhooks", {"webhook_id": hook, "url": f"https://crm.example/{hook}"})
     put(p, "/v1/contacts/k1", {"name": "Ann", "numbers": ["+358401234567"]})
 
     def conversation(conversation_id: str, project_id: str = "winter") -> None:
@@ -942,6 +985,7 @@ def _build_beta(w: World, post: Any, put: Any) -> None:
     put(b, "/v1/sms-templates/b-tmpl", {"body": "B says hi"})
     post(b, "/v1/agents", {"agent_id": "b-agent", "name": "Bob"})
     post(b, "/v1/teams", {"team_id": "b-team", "name": "Blue"})
+    post(b, "/v1/webhooks", {"webhook_id": "b-hook", "url": "https://crm.example/b"})
     post(bp, "/v1/calls", call("b-call", project_id="b-proj"))
     post(bp, "/v1/calls/b-call/ended", {"occurred_at": at(60)})
     post(bp, "/v1/calls/b-call/outcome", sel("B_ONLY", occurred_at=at(65)))

@@ -237,6 +237,7 @@ def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers, in the order to run them."""
     from workers.contact_lists import ContactListPlanner  # they build on LogFollower
     from workers.flows import FlowPublisher
+    from workers.webhooks import WebhookDispatcher
 
     return [
         SmsPlanner(settings),
@@ -244,6 +245,7 @@ def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
         FollowUpPlanner(settings),
         ContactListPlanner(settings),
         FlowPublisher(settings),
+        WebhookDispatcher(settings),
     ]
 
 

@@ -128,6 +128,52 @@ class MembershipBody(_Body, frozen=True, kw_only=True):
     team_id: ExternalId | None
 
 
+# -- webhooks --------------------------------------------------------------------------------------
+
+Url = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/?#]+[^\s]*$", max_length=2048, description="http(s) URL")]
+WebhookEvent = Literal["OutcomeSelected", "OutcomeCorrected"]
+
+
+class WebhookTargetBody(_Body, frozen=True, kw_only=True):
+    """Where a webhook posts and what it receives; an empty filter matches everything."""
+
+    url: Url
+    project_ids: Annotated[tuple[ExternalId, ...], msgspec.Meta(max_length=100)] = ()
+    outcome_codes: Annotated[tuple[Code, ...], msgspec.Meta(max_length=200)] = ()
+    event_types: tuple[WebhookEvent, ...] = ()
+
+
+class WebhookBody(WebhookTargetBody, frozen=True, kw_only=True):
+    webhook_id: ExternalId
+
+
+class RotateSecretBody(_Body, frozen=True, kw_only=True):
+    #: how long deliveries are signed with the old secret as well (default a day, at most a week)
+    grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=7 * 86_400)] = 86_400
+
+
+class WebhookSecretView(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a registration or a rotation: the secret is shown this once (a repeat
+    of the request with the same Idempotency-Key answers ``secret: null``)."""
+
+    webhook_id: str
+    version: int
+    secret: str | None
+
+
+class WebhookView(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook as configured; never its secrets."""
+
+    webhook_id: str
+    url: str
+    project_ids: tuple[str, ...]
+    outcome_codes: tuple[str, ...]
+    event_types: tuple[str, ...]
+    registered_at: datetime
+    #: during a rotation's grace period: until when the previous secret still signs
+    previous_secret_valid_until: datetime | None
+
+
 class IssueKey(_Body, frozen=True, kw_only=True):
     role: Role
 
