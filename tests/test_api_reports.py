@@ -140,7 +140,7 @@ SAMPLE = {"outcome_code": "SALE", "date_from": "2026-10-24", "date_to": "2026-10
         ("history", "manager", {"outcome": "x" * 200}, 400, "outcome"),
         ("history", "agent", {}, 403, "may not"),
         ("history", "none", {}, 401, ""),
-        ("sample", "manager", {}, 400, "outcome_code"),
+        ("sample", "manager", {"date_from": "2026-10-24", "date_to": "2026-10-30"}, 400, "outcome_code"),
         ("sample", "manager", {"outcome_code": "SALE", "date_from": "2026-10-24"}, 400, "date_to"),
         ("sample", "manager", {**SAMPLE, "n": "0"}, 400, "n"),
         ("sample", "manager", {**SAMPLE, "seed": "-1"}, 400, "seed"),
