@@ -15,12 +15,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from services.api.app import create_app
 from tests import report_oracle
-from tests.helpers import new_runtime
-from tests.history_strategies import BASE, TZ, Driver, configure_world, tenant_events
-from tests.test_api_outcome_mix import OUTCOMES, play_calls
-from workers.projections import ProjectionRunner
+from tests.history_strategies import BASE, TZ, Driver, tenant_events
+from tests.test_api_outcome_mix import play_calls, served
 
 
 class World:
@@ -33,25 +30,15 @@ class World:
         return self.client.get(f"/v1/reports/{path}", headers=self.keys[who], params=params)
 
 
-@pytest.fixture()
-def world(redis_url: str, shard: str) -> Iterator[World]:
-    runtime = new_runtime(redis_url, shard)
-    _, admin = runtime.create_tenant("acme", "Acme", TZ)
-    d = Driver(runtime, "acme")
-    configure_world(d, OUTCOMES)
+def play_with_a_late_recording(d: Driver) -> None:
     play_calls(d)
     d.attach_call("c1", BASE + timedelta(days=2))
-    runner = ProjectionRunner(runtime.settings)
-    runner.settle(runtime.ledger("acme").recorder.max_notification_id() or 0)
-    with TestClient(create_app(runtime)) as c:
-        a = {"Authorization": f"Bearer {admin}"}
-        keys = {"admin": a, "none": {}}
-        for role in ("manager", "agent"):
-            secret = c.post("/v1/keys", headers=a, json={"role": role}).json()["secret"]
-            keys[role] = {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture()
+def world(redis_url: str, shard: str) -> Iterator[World]:
+    with served(redis_url, shard, play_with_a_late_recording) as (c, d, keys):
         yield World(c, d, keys)
-    runner.client.close()
-    runtime.close()
 
 
 def oracle_rates(d: Driver, **query: Any) -> dict[str, Any]:
