@@ -372,9 +372,10 @@ class InteractionsView(View):
     def load(self, events: Sequence[DomainEvent]) -> State:
         """The tenants' time zones and the records the batch touches, in one round trip."""
         tenants = sorted({e.tenant_id for e in events})
-        wanted: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        # per tenant, the (kind, id) the batch names, once each (a dict keeps their order)
+        wanted: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
         for e in events:
-            wanted[e.tenant_id].extend(t for t in targets(e) if t not in wanted[e.tenant_id])
+            wanted[e.tenant_id].update(dict.fromkeys(targets(e)))
         pipe = self.client.pipeline(transaction=False)
         for t in tenants:
             pipe.hget(_key(self.keys, "tz"), t)

@@ -2,10 +2,12 @@
 against real Redis: paging over a page boundary (ties included, rows added meanwhile),
 corrections with both values, a kept-active conversation's outcomes, filters, late
 references, and reproducible samples. On random histories: paging in small pages lists
-every interaction once, in order, each with the outcome the oracle says stands."""
+every interaction once, in order, each with the outcome the oracle says stands
+(``HISTORY_EXAMPLES=100`` runs more examples)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -156,7 +158,11 @@ def test_a_sample_is_reproducible_by_seed_and_carries_late_references(d: Driver)
     assert [(x.kind, x.reference) for x in c3.references] == [("recording", "rec-c3")]
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("HISTORY_EXAMPLES", "10")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(plan=histories(max_calls=8, max_conversations=4))
 def test_paging_lists_every_interaction_once_with_the_outcome_that_stands(redis_url: str, plan: HistoryPlan) -> None:
     d = new_tenant(redis_url)
