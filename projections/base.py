@@ -28,6 +28,8 @@ from events.store import StreamEntries, xrange
 Increment = tuple[str, str, int]
 #: (hash key, field, value): HSET, or HDEL when the value is None
 Assignment = tuple[str, str, str | None]
+#: (sorted-set key, member, score as an integer string): ZADD, or ZREM when the score is None
+Score = tuple[str, str, str | None]
 #: A view's pure function: one event -> the increments it causes
 ViewFunction = Callable[[ShardKeys, DomainEvent], Iterable[Increment]]
 
@@ -38,6 +40,7 @@ class Changes:
 
     increments: list[Increment] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
 
 
 class View:
@@ -81,8 +84,10 @@ class View:
             changes = self.changes(events)
             last = int(entries[-1][0].split(b"-")[0])
             args: list[str | bytes] = [self.name, str(position), str(last), msgspec.msgpack.encode(changes.increments)]
-            if changes.assignments:
+            if changes.assignments or changes.scores:
                 args.append(msgspec.msgpack.encode(changes.assignments))
+            if changes.scores:
+                args.append(msgspec.msgpack.encode(changes.scores))
             done = self._apply(keys=[self.keys.tracking], args=args)
             if done:
                 applied += len(entries)

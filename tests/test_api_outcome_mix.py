@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -57,13 +58,17 @@ def play_calls(d: Driver) -> None:
     d.correct("c3", "SALE", BASE + timedelta(days=3), Decimal(7))
 
 
-@pytest.fixture()
-def world(redis_url: str, shard: str) -> Iterator[World]:
+@contextmanager
+def served(
+    redis_url: str, shard: str, play: Callable[[Driver], None]
+) -> Iterator[tuple[TestClient[Any], Driver, dict[str, dict[str, str]]]]:
+    """The app over a tenant whose history ``play`` made, every view settled; with the
+    headers of an admin, a manager, an agent and no one."""
     runtime = new_runtime(redis_url, shard)
     _, admin = runtime.create_tenant("acme", "Acme", TZ)
     d = Driver(runtime, "acme")
     configure_world(d, OUTCOMES)
-    play_calls(d)
+    play(d)
     runner = ProjectionRunner(runtime.settings)
     runner.settle(runtime.ledger("acme").recorder.max_notification_id() or 0)
     with TestClient(create_app(runtime)) as c:
@@ -72,9 +77,15 @@ def world(redis_url: str, shard: str) -> Iterator[World]:
         for role in ("manager", "agent"):
             secret = c.post("/v1/keys", headers=a, json={"role": role}).json()["secret"]
             keys[role] = {"Authorization": f"Bearer {secret}"}
-        yield World(c, d, keys)
+        yield c, d, keys
     runner.client.close()
     runtime.close()
+
+
+@pytest.fixture()
+def world(redis_url: str, shard: str) -> Iterator[World]:
+    with served(redis_url, shard, play_calls) as (c, d, keys):
+        yield World(c, d, keys)
 
 
 def oracle_rows(d: Driver, **query: Any) -> list[dict[str, Any]]:

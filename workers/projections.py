@@ -22,6 +22,7 @@ from faststream.redis import RedisBroker, StreamSub
 from events.codec import StructMapper, SubjectKeys
 from events.keys import ShardKeys
 from projections.base import View
+from projections.interactions import InteractionsView
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import count_outcomes
 from projections.outcome_mix import OutcomeMixView
@@ -66,6 +67,7 @@ class ProjectionRunner:
         self.views = [
             View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper),
             OutcomeMixView(self.client, self.keys, mapper),
+            InteractionsView(self.client, self.keys, mapper),
         ]
         self.runtime = Runtime(settings)
         self.quotas = QuotaWatcher(self.runtime, self.keys)

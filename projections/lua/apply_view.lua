@@ -7,6 +7,8 @@
 --         rebuilt view holds exactly the fields of the one it replaces
 -- ARGV[5] (optional) msgpack array of {key, field, value}: HSET, or HDEL when value is nil
 --         (state a view keeps to attribute later events, and values it cannot add in Lua)
+-- ARGV[6] (optional; ARGV[5] then given, maybe empty) msgpack array of {key, member, score}:
+--         ZADD, or ZREM when score is nil (indexes a view pages or ranges over)
 -- Returns 1 when applied, 0 when the position was not the expected one (nothing written).
 local cur = redis.call("HGET", KEYS[1], ARGV[1]) or "0"
 if cur ~= ARGV[2] then return 0 end
@@ -21,6 +23,15 @@ if ARGV[5] then
       redis.call("HDEL", op[1], op[2])
     else
       redis.call("HSET", op[1], op[2], op[3])
+    end
+  end
+end
+if ARGV[6] then
+  for _, op in ipairs(cmsgpack.unpack(ARGV[6])) do
+    if op[3] == nil then
+      redis.call("ZREM", op[1], op[2])
+    else
+      redis.call("ZADD", op[1], op[3], op[2])
     end
   end
 end

@@ -147,6 +147,9 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         get_outcome_counts,
         get_quotas,
         report_routes.get_outcome_mix,
+        report_routes.get_rates,
+        report_routes.get_history,
+        report_routes.get_sample,
         health,
         PrometheusController,
     ]

@@ -270,9 +270,11 @@ def document(openapi: OpenAPI) -> OpenAPI:
             )
         }
 
-    if (mix := operations.get("getOutcomeMix")) is not None:
+    for report in ("getOutcomeMix", "getRates", "getHistory", "getSample"):
+        if (op := operations.get(report)) is None:
+            continue
         # ?format=csv: the same rows as CSV (Litestar documents only the JSON answer)
-        ok = mix.responses.get("200") if mix.responses else None
+        ok = op.responses.get("200") if op.responses else None
         if isinstance(ok, OpenAPIResponse) and ok.content is not None:
             ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
