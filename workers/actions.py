@@ -66,10 +66,20 @@ class LogFollower:
     #: SMS); what they do outside (an SMS sent) is then in flight together.
     parallel = 1
 
+    @classmethod
+    def in_flight(cls) -> int:
+        """At most how many entries may have acted outside without being recorded: those
+        decided ahead plus those decided and not yet written (``_Ahead``)."""
+        return 2 * cls.parallel if cls.parallel > 1 else 1
+
     def __init__(self, settings: Settings, batch_size: int = 100, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.runtime = Runtime(settings)
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
-        self.ledger: Ledger = self.runtime.ledger_for_shard(settings.shard)
+        # its own Ledger: while one thread brings a cached aggregate (the tenant's catalogue)
+        # up to date, the others use it as cached instead of queueing for it; what a
+        # follower decides rests on the events it follows, which carry what was in force
+        env = {**settings.ledger_env(), "REDIS_SHARD": settings.shard, "FASTFORWARD_SKIPPING": "y"}
+        self.ledger: Ledger = Ledger(env=env)
         self.client: redis.Redis = self.runtime.client
         self.batch_size = batch_size
         self.max_attempts = max_attempts
@@ -97,21 +107,41 @@ class LogFollower:
         if not entries:
             return 0
         wanted = [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
-        ahead = self._decide_ahead(wanted)
+        ahead = _Ahead(self, wanted)
         recorded = position
+        pending: list[tuple[int, Decided]] = []  # decided ahead, one tenant, not yet written
+
+        def flush() -> None:
+            """Write what was decided ahead, with the last one's position: one script."""
+            nonlocal recorded
+            if pending:
+                events = [event for _, (_, decided) in pending for event in decided]
+                self.ledger.save_tracked(pending[0][1][0], events, Tracking(self.name, pending[-1][0]))
+                recorded = pending[-1][0]
+                pending.clear()
+
         try:
-            for nid, fields in wanted:
+            for i, (nid, fields) in enumerate(wanted):
                 try:
-                    future = ahead.get(nid)
-                    done = self.commit(future.result(), nid) if future else self.act(self.decode(fields), nid)
-                    if done:
-                        recorded = nid  # the stored position
+                    decided = ahead.result(i)
+                    if decided is None:  # it may depend on what came before: decide it now
+                        flush()
+                        if self.act(self.decode(fields), nid):
+                            recorded = nid  # the stored position
+                    elif decided[1]:
+                        if pending and pending[0][1][0] != decided[0]:
+                            flush()
+                        pending.append((nid, decided))
+                        if len(pending) >= self.parallel:
+                            flush()
                 except IntegrityError:
                     raise
                 except Exception as error:
+                    flush()
                     if not self._gave_up(recorded, nid, fields[b"t"].decode(), error):
                         raise  # retried from the position on the next turn
                     recorded = nid
+            flush()
             last = int(entries[-1][0].split(b"-")[0])
             if last > recorded:  # nothing to record at the end of the batch: move the position alone
                 self.ledger.save_tracked(None, [], Tracking(self.name, last))
@@ -126,20 +156,6 @@ class LogFollower:
     def act(self, event: DomainEvent, nid: int) -> bool:
         """Do what the entry asks; True when that recorded the position (with the events)."""
         return self.commit(self.decide(event), nid)
-
-    def _decide_ahead(self, wanted: list[tuple[int, dict[bytes, bytes]]]) -> dict[int, Future[Decided]]:
-        """Start deciding the batch's entries in threads, except an entry whose aggregate an
-        earlier entry of the batch also touched: that one is decided after the earlier one
-        is committed, since it may depend on it (a correction on its selection)."""
-        if self._pool is None:
-            return {}
-        seen: set[bytes] = set()
-        ahead = {}
-        for nid, fields in wanted:
-            if fields[b"o"] not in seen:
-                ahead[nid] = self._pool.submit(self._decide, fields)
-            seen.add(fields[b"o"])
-        return ahead
 
     def _decide(self, fields: dict[bytes, bytes]) -> Decided:
         return self.decide(self.decode(fields))
@@ -170,6 +186,39 @@ class LogFollower:
         return True
 
 
+class _Ahead:
+    """A batch's decisions made ahead in the follower's threads, at most ``parallel`` ahead
+    of the one being written (so at most that many, plus those decided and not yet
+    written, have acted outside at a kill). An entry whose aggregate an earlier entry of
+    the batch also touched is not decided ahead: it may depend on that one (a correction
+    on its selection), so it is decided after the earlier one is written."""
+
+    def __init__(self, follower: LogFollower, wanted: list[tuple[int, dict[bytes, bytes]]]) -> None:
+        self.follower = follower
+        self.wanted = wanted
+        self.futures: dict[int, Future[Decided]] = {}
+        self.submitted = 0
+        seen: set[bytes] = set()
+        self.independent = set()
+        for i, (_, fields) in enumerate(wanted):
+            if fields[b"o"] not in seen:
+                self.independent.add(i)
+            seen.add(fields[b"o"])
+
+    def result(self, i: int) -> Decided | None:
+        """Entry i's decision, or None when it is to be decided in order."""
+        pool = self.follower._pool
+        if pool is None:
+            return None
+        while self.submitted < min(i + self.follower.parallel, len(self.wanted)):
+            if self.submitted in self.independent:
+                fields = self.wanted[self.submitted][1]
+                self.futures[self.submitted] = pool.submit(self.follower._decide, fields)
+            self.submitted += 1
+        future = self.futures.pop(i, None)
+        return future.result() if future is not None else None
+
+
 class SmsPlanner(LogFollower):
     name = PLANNER
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
@@ -198,8 +247,8 @@ class SmsSender(LogFollower):
     name = SENDER
     #: a request goes at once, a draft once the agent approves it
     wanted = frozenset({b"SmsRequested", b"SmsDraftApproved"})
-    #: each SMS is its own aggregate: a batch's sends overlap (so up to this many are in
-    #: flight, and may go again after a kill)
+    #: each SMS is its own aggregate: a batch's sends overlap, and their answers are written
+    #: together (so up to twice this many may have gone unrecorded at a kill: ``in_flight``)
     parallel = 16
 
     def __init__(self, settings: Settings, gateway: Gateway, **options: int) -> None:
