@@ -462,6 +462,23 @@ class OutcomeCorrected(_Fact, frozen=True, kw_only=True):
     revenue: Decimal | None = None
 
 
+@event_type("QaVerdictRecorded", 1)
+class QaVerdictRecorded(DomainEvent, frozen=True, kw_only=True):
+    """A QA reviewer's verdict on the outcome an interaction shows (PRODUCT.md §4); the
+    reviewer is the actor. Recorded on the interaction's own aggregate; a later verdict by
+    the same reviewer replaces theirs in reports (one verdict per reviewer per interaction)."""
+
+    interaction: Interaction
+    interaction_id: str
+    project_id: str
+    #: the outcome reviewed: the one that stood when the verdict was given
+    outcome_code: str
+    verdict: Literal["confirmed", "disputed"]
+    #: the outcome it should have been (disputed only)
+    should_have_been: str | None = None
+    note: str = ""
+
+
 @event_type("ConversationClosed", 1)
 class ConversationClosed(_Fact, frozen=True, kw_only=True):
     conversation_id: str

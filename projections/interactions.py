@@ -3,7 +3,7 @@ the history table and sampling read (PRODUCT.md §4; docs/reports.md).
 
 Unlike the outcome mix (pre-aggregated counters), this view keeps each interaction whole --
 its facts, every selection (kept-active, late, as corrected), its corrections with both
-values, and the recording/transcript references -- because the history table shows rows,
+values, the recording/transcript references and its QA verdicts -- because the history table shows rows,
 sampling draws rows, and the rates need per-call times and the contact's later
 conversations (first-call resolution), which do not fold into counters exactly.
 
@@ -51,6 +51,7 @@ from events.types import (
     OutcomeDefined,
     OutcomeDefinition,
     OutcomeSelected,
+    QaVerdictRecorded,
     RecordingAttached,
     TenantCreated,
 )
@@ -102,6 +103,17 @@ class Reference(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """A QA reviewer's verdict: each reviewer's latest one per interaction stands."""
+
+    reviewer: str
+    #: the outcome reviewed (the one that stood when the verdict was given)
+    outcome_code: str
+    verdict: str
+    should_have_been: str | None = None
+    at: datetime
+
+
 class Record(msgspec.Struct, frozen=True, kw_only=True):
     """One call or conversation, whole."""
 
@@ -127,6 +139,8 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     selections: tuple[Selection, ...] = ()
     corrections: tuple[Correction, ...] = ()
     references: tuple[Reference, ...] = ()
+    #: QA verdicts, one per reviewer (their latest), in the order first given
+    verdicts: tuple[Verdict, ...] = ()
 
     @property
     def member(self) -> str:
@@ -264,6 +278,21 @@ def corrected(r: Record, event: OutcomeCorrected) -> Record:
     return msgspec.structs.replace(r, selections=tuple(selections), corrections=(*r.corrections, c))
 
 
+def reviewed(r: Record, event: QaVerdictRecorded) -> Record:
+    """A reviewer's verdict; their later one replaces their earlier one in place."""
+    v = Verdict(
+        reviewer=event.actor,
+        outcome_code=event.outcome_code,
+        verdict=event.verdict,
+        should_have_been=event.should_have_been,
+        at=event.recorded_at,
+    )
+    kept = [v if old.reviewer == v.reviewer else old for old in r.verdicts]
+    if v not in kept:
+        kept.append(v)
+    return msgspec.structs.replace(r, verdicts=tuple(kept))
+
+
 def fold_record(r: Record | None, event: DomainEvent, tz: str | None) -> Record | None:
     """One interaction's record after one event about it."""
     if isinstance(event, CallStarted | ConversationStarted):
@@ -288,6 +317,8 @@ def fold_record(r: Record | None, event: DomainEvent, tz: str | None) -> Record 
         return selected(r, event)
     if isinstance(event, OutcomeCorrected):
         return corrected(r, event)
+    if isinstance(event, QaVerdictRecorded):
+        return reviewed(r, event)
     if isinstance(event, RecordingAttached):
         ref = Reference(kind=event.kind, reference=event.reference, at=event.occurred_at)
         return msgspec.structs.replace(r, references=(*r.references, ref))
@@ -301,7 +332,7 @@ def targets(event: DomainEvent) -> list[tuple[str, str]]:
         return [("call", event.call_id)]
     if isinstance(event, ConversationStarted | ConversationClosed):
         return [("conversation", event.conversation_id)]
-    if isinstance(event, OutcomeSelected | OutcomeCorrected):
+    if isinstance(event, OutcomeSelected | OutcomeCorrected | QaVerdictRecorded):
         return [(event.interaction, event.interaction_id)]
     if isinstance(event, RecordingAttached):
         return [("call", event.interaction_id), ("conversation", event.interaction_id)]

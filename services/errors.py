@@ -183,3 +183,11 @@ class BadRequest(DomainError):
 
     status = 400
     code = "invalid_request"
+
+
+class NothingToReview(DomainError):
+    code = "nothing_to_review"
+
+
+class InvalidVerdict(DomainError):
+    code = "invalid_verdict"

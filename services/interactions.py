@@ -27,6 +27,7 @@ from events.types import (
     OutcomeCorrected,
     OutcomeDefinition,
     OutcomeSelected,
+    QaVerdictRecorded,
     RecordingAttached,
     WrapUpTimerSet,
 )
@@ -248,6 +249,12 @@ def _(event: RecordingAttached, state: Call | None) -> Call:
     return msgspec.structs.replace(state, references=(*state.references, event.reference))
 
 
+@_call.register
+def _(event: QaVerdictRecorded, state: Call | None) -> Call:
+    assert state is not None
+    return state  # reports read verdicts (projections/interactions.py); no rule does
+
+
 # -- conversations -------------------------------------------------------------------------------------
 
 
@@ -313,6 +320,12 @@ def _(event: FlowRedirected, state: Conversation | None) -> Conversation:
 def _(event: RecordingAttached, state: Conversation | None) -> Conversation:
     assert state is not None
     return msgspec.structs.replace(state, references=(*state.references, event.reference))
+
+
+@_conversation.register
+def _(event: QaVerdictRecorded, state: Conversation | None) -> Conversation:
+    assert state is not None
+    return state  # reports read verdicts (projections/interactions.py); no rule does
 
 
 @singledispatch

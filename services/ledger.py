@@ -56,6 +56,7 @@ from services.rules import config as config_rules
 from services.rules import contact_lists as list_rules
 from services.rules import follow_ups as follow_up_rules
 from services.rules import interactions as rules
+from services.rules import qa as qa_rules
 from services.rules import sms as sms_rules
 from services.rules.dialability import Dialability, Mode, dialability
 from services.rules.interactions import Choice
@@ -403,6 +404,28 @@ class Ledger(Application[UUID]):
             return decide(catalogue, conversation), self._expect(catalogue)
 
         return self._run(ctx, idempotency, "conversation", conversation_id, run, conv_aggregate)
+
+    def record_verdict(
+        self,
+        ctx: Context,
+        interaction: Interaction,
+        external_id: str,
+        *,
+        verdict: qa_rules.Verdict,
+        should_have_been: str | None = None,
+        note: str = "",
+        idempotency: Idempotency | None = None,
+    ) -> Receipt:
+        """A QA reviewer's verdict on the outcome a call or conversation shows."""
+
+        def decide(catalogue: Catalogue, state: Call | Conversation) -> Sequence[DomainEvent]:
+            return qa_rules.record_verdict(
+                catalogue, state, ctx, verdict=verdict, should_have_been=should_have_been, note=note
+            )
+
+        if interaction == "call":
+            return self.call_fact(ctx, external_id, lambda cat, call, _conv: decide(cat, call), idempotency)
+        return self.conversation_fact(ctx, external_id, decide, idempotency)
 
     def end_call(
         self,

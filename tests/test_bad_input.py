@@ -91,6 +91,7 @@ class Op:
 
 
 CORRECT = {"outcome_code": "NO_SALE", "occurred_at": at(300), "reason": "misclicked"}
+DISPUTE = {"verdict": "disputed", "should_have_been": "NO_SALE", "note": "the customer declined"}
 OPS = [
     # configuration (admin)
     Op("defineGlobalOutcome", "POST", "/v1/outcomes", "admin", "agent", {"code": "FRESH_G", "name": "Fresh global"},
@@ -186,6 +187,11 @@ OPS = [
        invalid=("owner_agent", "has space", "owner_agent")),
     Op("sendSmsDraft", "POST", "/v1/sms/{sms_draft}/send", "agent", "manager_key", {"body": "Hi Ann, see you at 5"},
        mistype="body", required="body", invalid=("body", "", "body")),
+    # QA verdicts (reviewer, supervisor)
+    Op("recordCallVerdict", "POST", "/v1/calls/c-done/verdicts", "reviewer_key", "agent", DISPUTE,
+       mistype="note", required="verdict", enum="verdict", invalid=("should_have_been", "sale", "should_have_been")),
+    Op("recordConversationVerdict", "POST", "/v1/conversations/v-closed/verdicts", "reviewer_key", "manager_key",
+       DISPUTE, mistype="should_have_been", required="verdict", enum="verdict", invalid=("note", "n" * 2001, "note")),
 ]  # fmt: skip
 OP_BY_ID = {o.op: o for o in OPS}
 
@@ -704,6 +710,34 @@ RULES = [
          body={"owner_team": "nope"}, says="team 'nope' not found", **NOT_FOUND),
     case("reassign-follow-up-done", "reassignFollowUp", "POST", "/v1/follow-ups/{follow_up_done}/reassign",
          body={"owner_agent": "anna"}, status=409, error="follow_up_closed", says="completed"),
+    # QA verdicts
+    case("verdict-no-outcome", "recordCallVerdict", "POST", "/v1/calls/c-short/verdicts", "no outcome to review",
+         body={"verdict": "confirmed"}, status=422, error="nothing_to_review"),
+    case("verdict-confirmed-names-another", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts",
+         "confirmed verdict names no", body={"verdict": "confirmed", "should_have_been": "NO_SALE"}, status=422,
+         error="invalid_verdict"),
+    case("verdict-disputed-names-none", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts", "should_have_been",
+         body={"verdict": "disputed"}, status=422, error="invalid_verdict"),
+    case("verdict-should-have-been-itself", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts",
+         ("'SALE'", "under review"), body={"verdict": "disputed", "should_have_been": "SALE"}, status=422,
+         error="invalid_verdict"),
+    case("verdict-should-have-been-hidden", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts",
+         "not in the active outcome set", body={"verdict": "disputed", "should_have_been": "HIDDEN_S"}, status=422,
+         error="outcome_not_in_project"),
+    case("verdict-should-have-been-unknown", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts",
+         "'NOPE' is not in the active outcome set", body={"verdict": "disputed", "should_have_been": "NOPE"},
+         status=422, error="outcome_not_in_project"),
+    case("verdict-by-platform-as-supervisor", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts", "may not",
+         body={"verdict": "confirmed"}, who="supervisor", status=403, error="forbidden"),
+    case("verdict-unknown-call", "recordCallVerdict", "POST", "/v1/calls/nope/verdicts", "call 'nope' not found",
+         body={"verdict": "confirmed"}, **NOT_FOUND),
+    case("conversation-verdict-no-outcome", "recordConversationVerdict", "POST", "/v1/conversations/v-open/verdicts",
+         "no outcome to review", body={"verdict": "confirmed"}, status=422, error="nothing_to_review"),
+    case("conversation-verdict-disputed-names-none", "recordConversationVerdict", "POST",
+         "/v1/conversations/v-closed/verdicts", "should_have_been", body={"verdict": "disputed"}, status=422,
+         error="invalid_verdict"),
+    case("conversation-verdict-unknown", "recordConversationVerdict", "POST", "/v1/conversations/nope/verdicts",
+         "conversation 'nope' not found", body={"verdict": "confirmed"}, **NOT_FOUND),
 ]  # fmt: skip
 
 # -- another tenant's ids: A asks for ids that exist only in tenant B -------------------------------------
@@ -784,6 +818,13 @@ CROSS = [
          body={}),
     case("reassign-follow-up", "reassignFollowUp", "POST", "/v1/follow-ups/{b_follow_up}/reassign",
          who="supervisor", body={"owner_agent": "anna"}),
+    case("call-verdict", "recordCallVerdict", "POST", "/v1/calls/b-call/verdicts", who="reviewer_key",
+         body={"verdict": "confirmed"}),
+    case("call-verdict-should-have-been", "recordCallVerdict", "POST", "/v1/calls/c-done/verdicts",
+         who="reviewer_key", body={"verdict": "disputed", "should_have_been": "B_ONLY"}, status=422,
+         error="outcome_not_in_project"),
+    case("conversation-verdict", "recordConversationVerdict", "POST", "/v1/conversations/b-conv/verdicts",
+         who="reviewer_key", body={"verdict": "confirmed"}),
 ]  # fmt: skip
 CROSS = [
     Case(
@@ -856,7 +897,7 @@ def _ok(r: httpx.Response) -> dict[str, Any]:
 
 def _build_acme(w: World, post: Any, put: Any) -> None:
     a, p = "admin", "agent"
-    for role in ("platform", "agent", "supervisor", "manager"):
+    for role in ("platform", "agent", "supervisor", "manager", "reviewer"):
         w.headers[f"{role}_key"] = {"Authorization": f"Bearer {post(a, '/v1/keys', {'role': role})['secret']}"}
     w.ids["spare_key_id"] = post(a, "/v1/keys", {"role": "reviewer"})["key_id"]
     revoked = post(a, "/v1/keys", {"role": "platform"})

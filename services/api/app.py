@@ -19,7 +19,15 @@ from litestar.plugins.prometheus import PrometheusController
 
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import outcome_counts
-from services.api import action_routes, bodies, config_routes, interaction_routes, report_routes, webhook_routes
+from services.api import (
+    action_routes,
+    bodies,
+    config_routes,
+    interaction_routes,
+    qa_routes,
+    report_routes,
+    webhook_routes,
+)
 from services.api.common import Principal, authenticate, in_thread, runtime_of
 from services.api.errors import HANDLERS
 from services.api.metrics import register_collector, request_metrics
@@ -144,12 +152,14 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         interaction_routes.router,
         action_routes.router,
         webhook_routes.router,
+        qa_routes.router,
         get_outcome_counts,
         get_quotas,
         report_routes.get_outcome_mix,
         report_routes.get_rates,
         report_routes.get_history,
         report_routes.get_sample,
+        qa_routes.get_qa_report,
         health,
         PrometheusController,
     ]

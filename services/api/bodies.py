@@ -89,6 +89,15 @@ class CompleteFollowUpBody(_Body, frozen=True, kw_only=True):
     note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
+class RecordVerdictBody(_Body, frozen=True, kw_only=True):
+    """A QA verdict on the outcome the interaction shows (PRODUCT.md §4)."""
+
+    verdict: Literal["confirmed", "disputed"]
+    #: the outcome it should have been: required when disputed, absent when confirmed
+    should_have_been: Code | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
 class ReassignFollowUpBody(_Body, frozen=True, kw_only=True):
     """The new owner: a team, a role, or a named agent (at least one)."""
 

@@ -270,7 +270,7 @@ def document(openapi: OpenAPI) -> OpenAPI:
             )
         }
 
-    for report in ("getOutcomeMix", "getRates", "getHistory", "getSample"):
+    for report in ("getOutcomeMix", "getRates", "getHistory", "getSample", "getQaReport"):
         if (op := operations.get(report)) is None:
             continue
         # ?format=csv: the same rows as CSV (Litestar documents only the JSON answer)
