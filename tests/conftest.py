@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from events.embedded import EmbeddedRedis
+from tests.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +64,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{outcome.upper():8} {nodeid.split('::', 1)[1]}")
     passed = sum(1 for outcome, _ in cases if outcome == "passed")
     terminalreporter.write_line(f"{passed} of {len(cases)} conformance cases passed")
+
+
+@pytest.fixture()
+def stack(redis_url: str, shard: str) -> Iterator[Stack]:
+    """The service as real processes (tests/stack.py), stopped after the test."""
+    s = Stack(redis_url, shard)
+    try:
+        yield s
+    finally:
+        s.stop()

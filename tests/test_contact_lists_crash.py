@@ -17,11 +17,8 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import cast
-
-import pytest
 
 from events.keys import ShardKeys
 from events.store import StreamEntries
@@ -47,15 +44,6 @@ from tests.stack import Stack
 SELECTIONS = int(os.environ.get("LISTS_CRASH_SELECTIONS", "160"))
 KILLS = 5
 TENANT = "lcrash"
-
-
-@pytest.fixture()
-def stack(redis_url: str, shard: str) -> Iterator[Stack]:
-    s = Stack(redis_url, shard)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def seed(stack: Stack) -> tuple[Runtime, Ledger]:

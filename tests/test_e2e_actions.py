@@ -4,11 +4,9 @@ HTTP servers standing in for the SMS gateway and a webhook consumer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, cast
 
 import httpx
-import pytest
 import redis
 
 from events.keys import ShardKeys
@@ -19,15 +17,6 @@ from tests.stack import Stack
 
 AT = "2026-11-30T09:00:00Z"
 LATER = "2026-11-30T09:03:00Z"
-
-
-@pytest.fixture()
-def stack(redis_url: str, shard: str) -> Iterator[Stack]:
-    s = Stack(redis_url, shard)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def test_each_action_from_the_selection_to_its_effect(stack: Stack, redis_client: redis.Redis) -> None:

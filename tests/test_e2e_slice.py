@@ -9,23 +9,12 @@ selections keep coming, restarted, and the counts are still exact.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import httpx
-import pytest
 import redis
 
 from tests.helpers import wait_until
 from tests.stack import Stack
-
-
-@pytest.fixture()
-def stack(redis_url: str, shard: str) -> Iterator[Stack]:
-    s = Stack(redis_url, shard)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def test_walking_skeleton_end_to_end(stack: Stack, redis_client: redis.Redis) -> None:

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 import redis
 
 from tests.helpers import wait_until
 from tests.stack import Stack
 
 CALLS = 12
-
-
-@pytest.fixture()
-def stack(redis_url: str, shard: str) -> Iterator[Stack]:
-    s = Stack(redis_url, shard)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def kill(stack: Stack) -> None:

@@ -17,7 +17,6 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,15 +36,6 @@ from workers.actions import SmsSender
 SELECTIONS = int(os.environ.get("SMS_CRASH_SELECTIONS", "240"))
 KILLS = 6
 TENANT = "crash"
-
-
-@pytest.fixture()
-def stack(redis_url: str, shard: str) -> Iterator[Stack]:
-    s = Stack(redis_url, shard)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def seed(stack: Stack) -> Ledger:
