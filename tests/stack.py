@@ -14,6 +14,8 @@ import redis
 
 from events.durability import check_durability
 from events.embedded import free_port
+from services.config import Settings
+from services.runtime import Runtime
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +37,12 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.api: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
+
+    def runtime(self) -> Runtime:
+        """In-process access to what the processes use: the same Redis, shard and prefix."""
+        env = self.env
+        settings = Settings(redis_url=env["REDIS_URL"], shard=env["REDIS_SHARD"], key_prefix=env["REDIS_KEY_PREFIX"])
+        return Runtime(settings)
 
     def cli(self, *args: str) -> str:
         out = subprocess.run(

@@ -32,7 +32,6 @@ from events.types import (
     RecallSpec,
 )
 from events.types import DoNotCallAdded as Dnc
-from services.config import Settings
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules.contact_lists import dialing_id
@@ -47,9 +46,7 @@ TENANT = "lcrash"
 
 
 def seed(stack: Stack) -> tuple[Runtime, Ledger]:
-    env = stack.env
-    settings = Settings(redis_url=env["REDIS_URL"], shard=env["REDIS_SHARD"], key_prefix=env["REDIS_KEY_PREFIX"])
-    runtime = Runtime(settings)
+    runtime = stack.runtime()
     runtime.create_tenant(TENANT, "Lists crash")
     ledger = runtime.ledger(TENANT)
     admin = Context(TENANT, "admin:test", datetime.now(UTC))

@@ -22,12 +22,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.types import OutcomeDefinition, ProjectSettings, SmsRequested, SmsSent
-from services.config import Settings
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules import config as config_rules
 from services.rules.interactions import Choice
-from services.runtime import Runtime
 from tests.helpers import T0, wait_until
 from tests.receiver import Receiver
 from tests.stack import Stack
@@ -39,9 +37,7 @@ TENANT = "crash"
 
 
 def seed(stack: Stack) -> Ledger:
-    env = stack.env
-    settings = Settings(redis_url=env["REDIS_URL"], shard=env["REDIS_SHARD"], key_prefix=env["REDIS_KEY_PREFIX"])
-    runtime = Runtime(settings)
+    runtime = stack.runtime()
     runtime.create_tenant(TENANT, "Crash")
     ledger = runtime.ledger(TENANT)
     admin = Context(TENANT, "admin:test", datetime.now(UTC))
