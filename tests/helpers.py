@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from events.types import OutcomeDefinition, OutcomeFlags, ProjectSettings
 from services.config import Settings
+from services.ledger import Ledger
 from services.rules import Context
 from services.rules.interactions import Choice
 from services.runtime import Runtime
@@ -34,11 +35,34 @@ def seed_project(runtime: Runtime, tenant: str, codes: tuple[str, ...] = ("SALE"
 
 
 def call_with_outcome(runtime: Runtime, tenant: str, call_id: str, code: str) -> None:
-    ledger = runtime.ledger(tenant)
+    selected_call(runtime.ledger(tenant), tenant, call_id, code, project_id="winter")
+
+
+def selected_call(
+    ledger: Ledger,
+    tenant: str,
+    call_id: str,
+    code: str,
+    *,
+    project_id: str,
+    contact_id: str | None = None,
+    contact_number: str | None = None,
+    ended_after: timedelta = timedelta(minutes=3),
+    selected_after: timedelta = timedelta(minutes=3, seconds=5),
+) -> None:
+    """An outbound call started at T0 by agent anna, ended, and given its outcome."""
     ctx = Context(tenant, "agent:anna", datetime.now(UTC))
-    ledger.start_call(ctx, call_id=call_id, project_id="winter", direction="outbound", occurred_at=T0)
-    ledger.end_call(ctx, call_id=call_id, occurred_at=T0 + timedelta(minutes=3))
-    ledger.select_call_outcome(ctx, call_id=call_id, choice=Choice(code, T0 + timedelta(minutes=3, seconds=5)))
+    ledger.start_call(
+        ctx,
+        call_id=call_id,
+        project_id=project_id,
+        direction="outbound",
+        occurred_at=T0,
+        contact_id=contact_id,
+        contact_number=contact_number,
+    )
+    ledger.end_call(ctx, call_id=call_id, occurred_at=T0 + ended_after)
+    ledger.select_call_outcome(ctx, call_id=call_id, choice=Choice(code, T0 + selected_after))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

@@ -35,9 +35,8 @@ from events.types import DoNotCallAdded as Dnc
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules.contact_lists import dialing_id
-from services.rules.interactions import Choice
 from services.runtime import Runtime
-from tests.helpers import T0, wait_until
+from tests.helpers import selected_call, wait_until
 from tests.stack import Stack
 
 SELECTIONS = int(os.environ.get("LISTS_CRASH_SELECTIONS", "160"))
@@ -57,21 +56,12 @@ def seed(stack: Stack) -> tuple[Runtime, Ledger]:
 
 
 def select(ledger: Ledger, numbers: range) -> None:
-    agent = Context(TENANT, "agent:anna", datetime.now(UTC))
+    one = timedelta(minutes=1)
     for n in numbers:
-        call_id, contact = f"c{n}", f"k{n}"
-        number = f"+35840{n:07d}"
-        ledger.start_call(
-            agent,
-            call_id=call_id,
-            project_id="p",
-            direction="outbound",
-            occurred_at=T0,
-            contact_id=contact,
-            contact_number=number,
-        )
-        ledger.end_call(agent, call_id=call_id, occurred_at=T0 + timedelta(minutes=1))
-        ledger.select_call_outcome(agent, call_id=call_id, choice=Choice("LATER", T0 + timedelta(minutes=1)))
+        selected_call(
+            ledger, TENANT, f"c{n}", "LATER", project_id="p", contact_id=f"k{n}", contact_number=f"+35840{n:07d}",
+            ended_after=one, selected_after=one,
+        )  # fmt: skip
 
 
 def test_contact_list_effects_exactly_once_through_kills(stack: Stack) -> None:

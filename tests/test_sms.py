@@ -35,7 +35,7 @@ from services.rules.interactions import Choice
 from services.rules.sms import render
 from services.runtime import Runtime
 from services.sms_gateway import FileGateway, HttpGateway
-from tests.helpers import T0, new_runtime
+from tests.helpers import T0, new_runtime, selected_call
 from tests.receiver import Receiver
 from workers.actions import SmsPlanner, SmsSender
 
@@ -67,18 +67,11 @@ def seed(runtime: Runtime) -> Ledger:
 
 
 def select(ledger: Ledger, call_id: str, code: str, *, number: str | None = NUMBER, contact: str | None = "c1") -> None:
-    ctx = Context(TENANT, "agent:anna", datetime.now(UTC))
-    ledger.start_call(
-        ctx,
-        call_id=call_id,
-        project_id="p",
-        direction="outbound",
-        occurred_at=T0,
-        contact_id=contact,
-        contact_number=number,
-    )
-    ledger.end_call(ctx, call_id=call_id, occurred_at=T0 + timedelta(minutes=2))
-    ledger.select_call_outcome(ctx, call_id=call_id, choice=Choice(code, T0 + timedelta(minutes=2)))
+    two = timedelta(minutes=2)
+    selected_call(
+        ledger, TENANT, call_id, code, project_id="p", contact_id=contact, contact_number=number,
+        ended_after=two, selected_after=two,
+    )  # fmt: skip
 
 
 def sms_of(ledger: Ledger, call_id: str) -> list[object]:

@@ -25,8 +25,7 @@ from events.types import OutcomeDefinition, ProjectSettings, SmsRequested, SmsSe
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules import config as config_rules
-from services.rules.interactions import Choice
-from tests.helpers import T0, wait_until
+from tests.helpers import selected_call, wait_until
 from tests.receiver import Receiver
 from tests.stack import Stack
 from workers.actions import SmsSender
@@ -44,15 +43,12 @@ def seed(stack: Stack) -> Ledger:
     ledger.configure(admin, "sms-template", "t", lambda c: config_rules.save_template(c, admin, "t", "Thank you"))
     ledger.define_outcome(admin, OutcomeDefinition(code="THANKS", name="Thanks", sms_template="t", auto_send=True))
     ledger.create_project(admin, "p", ProjectSettings(name="P", direction="outbound"))
-    agent = Context(TENANT, "agent:anna", datetime.now(UTC))
+    one = timedelta(minutes=1)
     for n in range(SELECTIONS):
-        call_id = f"c{n}"
-        number = f"+35840{n:07d}"
-        ledger.start_call(
-            agent, call_id=call_id, project_id="p", direction="outbound", occurred_at=T0, contact_number=number
-        )
-        ledger.end_call(agent, call_id=call_id, occurred_at=T0 + timedelta(minutes=1))
-        ledger.select_call_outcome(agent, call_id=call_id, choice=Choice("THANKS", T0 + timedelta(minutes=1)))
+        selected_call(
+            ledger, TENANT, f"c{n}", "THANKS", project_id="p", contact_number=f"+35840{n:07d}",
+            ended_after=one, selected_after=one,
+        )  # fmt: skip
     return ledger
 
 

@@ -6,15 +6,14 @@ in flight per kill. The same mechanism as the SMS sender (tests/test_sms_crash.p
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from events.types import OutcomeDefinition, ProjectSettings, WebhookDelivered
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules import webhooks as webhook_rules
-from services.rules.interactions import Choice
 from services.webhooks import delivery_id
-from tests.helpers import T0, wait_until
+from tests.helpers import selected_call, wait_until
 from tests.receiver import Receiver
 from tests.stack import Stack
 from tests.test_sms_crash import KILLS, run_with_kills
@@ -35,13 +34,10 @@ def seed(stack: Stack, url: str) -> tuple[Ledger, list[str]]:
     ledger.configure(
         admin, "webhook", "crm", lambda c: webhook_rules.register_webhook(c, admin, "crm", url, filters, "s3cret")
     )
-    agent = Context(TENANT, "agent:anna", datetime.now(UTC))
     event_ids = []
     for n in range(SELECTIONS):
         call_id = f"c{n}"
-        ledger.start_call(agent, call_id=call_id, project_id="p", direction="outbound", occurred_at=T0)
-        ledger.end_call(agent, call_id=call_id, occurred_at=T0 + timedelta(minutes=1))
-        ledger.select_call_outcome(agent, call_id=call_id, choice=Choice("SALE", T0 + timedelta(minutes=1)))
+        selected_call(ledger, TENANT, call_id, "SALE", project_id="p")
         call = ledger.call(TENANT, call_id)
         event_ids.append(f"{call.id}/{call.version}")
     return ledger, event_ids
