@@ -42,7 +42,7 @@ def _view(sms: Sms) -> bodies.SmsView:
 async def _caused(
     principal: Principal,
     state: State,
-    find: Callable[[Ledger], Callable[[str, Interaction, str], list[T]]],
+    find: Callable[[Ledger, str, Interaction, str], list[T]],
     view: Callable[[T], V],
     interaction: Interaction,
     external_id: str,
@@ -50,19 +50,13 @@ async def _caused(
     """What an interaction's outcomes caused (its SMS, its follow-ups), as views."""
     principal.require_any(Action.WORK_FOLLOW_UPS, Action.READ_REPORTS)
     ledger = await in_thread(runtime_of(state).ledger, principal.tenant_id)
-    found = await in_thread(find(ledger), principal.tenant_id, interaction, external_id)
+    found = await in_thread(find, ledger, principal.tenant_id, interaction, external_id)
     return [view(item) for item in found]
-
-
-async def _sms_of(
-    principal: Principal, state: State, interaction: Interaction, external_id: str
-) -> list[bodies.SmsView]:
-    return await _caused(principal, state, lambda ledger: ledger.sms_of_interaction, _view, interaction, external_id)
 
 
 @get("/calls/{call_id:str}/sms", operation_id="getCallSms", summary="The SMS the call's outcomes asked for")
 async def call_sms(call_id: str, principal: Principal, state: State) -> list[bodies.SmsView]:
-    return await _sms_of(principal, state, "call", call_id)
+    return await _caused(principal, state, Ledger.sms_of_interaction, _view, "call", call_id)
 
 
 @get(
@@ -71,7 +65,7 @@ async def call_sms(call_id: str, principal: Principal, state: State) -> list[bod
     summary="The SMS the conversation's outcomes asked for",
 )
 async def conversation_sms(conversation_id: str, principal: Principal, state: State) -> list[bodies.SmsView]:
-    return await _sms_of(principal, state, "conversation", conversation_id)
+    return await _caused(principal, state, Ledger.sms_of_interaction, _view, "conversation", conversation_id)
 
 
 @post(
@@ -110,16 +104,9 @@ def _task_view(task: FollowUp) -> bodies.FollowUpView:
     )
 
 
-async def _follow_ups_of(
-    principal: Principal, state: State, interaction: Interaction, external_id: str
-) -> list[bodies.FollowUpView]:
-    find = lambda ledger: ledger.follow_ups_of_interaction  # noqa: E731
-    return await _caused(principal, state, find, _task_view, interaction, external_id)
-
-
 @get("/calls/{call_id:str}/follow-ups", operation_id="getCallFollowUps", summary="The call's follow-up tasks")
 async def call_follow_ups(call_id: str, principal: Principal, state: State) -> list[bodies.FollowUpView]:
-    return await _follow_ups_of(principal, state, "call", call_id)
+    return await _caused(principal, state, Ledger.follow_ups_of_interaction, _task_view, "call", call_id)
 
 
 @get(
@@ -130,7 +117,8 @@ async def call_follow_ups(call_id: str, principal: Principal, state: State) -> l
 async def conversation_follow_ups(
     conversation_id: str, principal: Principal, state: State
 ) -> list[bodies.FollowUpView]:
-    return await _follow_ups_of(principal, state, "conversation", conversation_id)
+    find = Ledger.follow_ups_of_interaction
+    return await _caused(principal, state, find, _task_view, "conversation", conversation_id)
 
 
 @post(
