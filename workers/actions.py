@@ -36,7 +36,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from events.codec import DomainEvent, StructMapper, now
 from events.keys import ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import RedisFactory, StreamEntries, xrange
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
 from services.ledger import Ledger
@@ -73,17 +73,17 @@ class LogFollower:
         return 2 * cls.parallel if cls.parallel > 1 else 1
 
     def __init__(self, settings: Settings, batch_size: int = 100, max_attempts: int = MAX_ATTEMPTS) -> None:
-        self.runtime = Runtime(settings)
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
         # its own Ledger: while one thread brings a cached aggregate (the tenant's catalogue)
         # up to date, the others use it as cached instead of queueing for it; what a
         # follower decides rests on the events it follows, which carry what was in force
         env = {**settings.ledger_env(), "REDIS_SHARD": settings.shard, "FASTFORWARD_SKIPPING": "y"}
         self.ledger: Ledger = Ledger(env=env)
-        self.client: redis.Redis = self.runtime.client
+        assert isinstance(self.ledger.factory, RedisFactory)
+        self.client: redis.Redis = self.ledger.factory.client  # the Ledger's own connections
         self.batch_size = batch_size
         self.max_attempts = max_attempts
-        # decisions of a batch made ahead, in threads; committed one by one in log order
+        # decisions of a batch made ahead, in threads (``_Ahead``); written in log order
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix=self.name) if self.parallel > 1 else None
         script = resources.files("workers").joinpath("lua", "dead_letter.lua").read_text(encoding="utf-8")
         self._dead_letter = self.client.register_script(script)
