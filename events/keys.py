@@ -50,6 +50,8 @@ class ShardKeys:
         self.dead_letters = self.prefix + "dead-letters"
         #: hash: "<worker>:<notification id>" -> failed attempts so far
         self.attempts = self.prefix + "attempts"
+        #: stream: signed checkpoints of the log chain, id "<notification id>-0" (docs/audit.md)
+        self.checkpoints = self.prefix + "checkpoints"
 
     def aggregate_index(self, originator_id: UUID | str) -> str:
         """Sorted set: score = aggregate version, member = notification id."""

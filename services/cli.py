@@ -13,6 +13,7 @@ import click
 import redis
 
 from events.durability import WeakDurability, check_durability
+from services.audit_cli import checkpoint, verify_command
 from services.config import Settings
 from services.permissions import Role
 
@@ -258,6 +259,11 @@ def rebuild(shard: str | None) -> None:
         started = time.monotonic()
         count = view.catch_up()
         click.echo(f"{view.name}: {count} events in {time.monotonic() - started:.1f}s")
+
+
+# tamper evidence (docs/audit.md): its own module
+main.add_command(verify_command)
+main.add_command(checkpoint)
 
 
 if __name__ == "__main__":

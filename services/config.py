@@ -19,6 +19,15 @@ class Settings:
     #: worker threads per API process: commands block on Redis round trips, so the
     #: process needs about as many as it has requests in flight
     api_threads: int = 32
+    #: Ed25519 private key (PEM file) that signs the shards' checkpoints; kept outside Redis
+    #: (docs/audit.md). Unset: no checkpoints are written.
+    checkpoint_key: str | None = None
+    #: public keys (PEM files) that verify checkpoints: the current and every retired one
+    checkpoint_public_keys: tuple[str, ...] = ()
+    #: a checkpoint at least every this many events ...
+    checkpoint_every_events: int = 1000
+    #: ... and at the newest event once this many seconds passed since the last one
+    checkpoint_every_seconds: float = 60.0
 
     @staticmethod
     def from_env() -> Settings:
@@ -29,6 +38,12 @@ class Settings:
             allow_weak_durability=os.environ.get("OUTCOMES_ALLOW_WEAK_DURABILITY", "") in {"1", "yes", "true"},
             default_rate_limit=int(os.environ.get("OUTCOMES_RATE_LIMIT_PER_SECOND", "5000")),
             api_threads=int(os.environ.get("OUTCOMES_API_THREADS", "32")),
+            checkpoint_key=os.environ.get("OUTCOMES_CHECKPOINT_KEY") or None,
+            checkpoint_public_keys=tuple(
+                path for path in os.environ.get("OUTCOMES_CHECKPOINT_PUBLIC_KEYS", "").split(os.pathsep) if path
+            ),
+            checkpoint_every_events=int(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_EVENTS", "1000")),
+            checkpoint_every_seconds=float(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_SECONDS", "60")),
         )
 
     def ledger_env(self) -> dict[str, str]:

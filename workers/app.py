@@ -10,9 +10,11 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import redis
 from faststream import FastStream
 from faststream.redis import RedisBroker
 
+from services.checkpoints import ChainBroken, Checkpointer
 from services.config import Settings
 from services.sms_gateway import Gateway, gateway_from_env
 from workers import actions, projections
@@ -62,7 +64,30 @@ def build_app(
     projections.background(app, take_ingest)
     for follower in actions.followers(settings, gateway or gateway_from_env()):
         projections.background(app, _following(follower, timer_interval))
+    checkpointer = Checkpointer.for_settings(settings, redis.Redis.from_url(settings.redis_url))
+    if checkpointer is not None:
+        projections.background(app, _checkpointing(checkpointer))
+    else:
+        log.warning("OUTCOMES_CHECKPOINT_KEY is not set: no signed checkpoints are written (docs/audit.md)")
     return app
+
+
+def _checkpointing(checkpointer: Checkpointer) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Sign the shard's log at the configured interval (docs/audit.md); a log that does not
+    chain on is not signed, and is logged until someone runs ``outcomes verify``."""
+    poll = min(1.0, checkpointer.every_seconds)
+
+    async def loop() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(checkpointer.run_once)
+            except ChainBroken as error:
+                log.error("%s", error)
+            except Exception:  # Redis away: the next turn starts from the last checkpoint
+                log.exception("checkpointing failed")
+            await asyncio.sleep(poll)
+
+    return loop
 
 
 def _following(follower: actions.LogFollower, interval: float) -> Callable[[], Coroutine[Any, Any, None]]:
