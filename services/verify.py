@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, cast
 
 import msgspec
@@ -161,6 +162,8 @@ class ShardVerifier:
         self.ring = ring
         self.batch = batch
         self.max_problems = max_problems
+        script = resources.files("services").joinpath("lua", "verify_index.lua").read_text(encoding="utf-8")
+        self._indexes = client.register_script(script)
         self.problems: list[Problem] = []
         self.more = 0
         self.aggregates: dict[bytes, _Aggregate] = {}
@@ -296,11 +299,9 @@ class ShardVerifier:
         )
 
     def _index_scores(self, entries: StreamEntries) -> list[Any]:
-        """Each entry's version as its aggregate's index has it (ZSCORE), one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for entry_id, fields in entries:
-            pipe.zscore(self.keys.prefix.encode() + b"a:" + fields.get(b"o", b""), entry_id.split(b"-")[0])
-        return pipe.execute()
+        """Each entry's version as its aggregate's index has it, in one script call."""
+        pairs = [x for entry_id, fields in entries for x in (fields.get(b"o", b""), entry_id.split(b"-")[0])]
+        return cast(list[Any], self._indexes(keys=[self.keys.log], args=[self.keys.prefix, "score", *pairs]))
 
     def _gap(self, first: int, last: int) -> None:
         span = f"event {first} is" if first == last else f"events {first}..{last} are"
@@ -408,10 +409,10 @@ class ShardVerifier:
         items = list(self.aggregates.items())
         for start in range(0, len(items), self.batch):
             chunk = items[start : start + self.batch]
-            pipe = self.client.pipeline(transaction=False)
-            for oid, _ in chunk:
-                pipe.zcard(self.keys.prefix + "a:" + oid.decode())
-            for (oid, aggregate), size in zip(chunk, pipe.execute(), strict=True):
+            sizes = cast(
+                list[int], self._indexes(keys=[self.keys.log], args=[self.keys.prefix, "card", *(o for o, _ in chunk)])
+            )
+            for (oid, aggregate), size in zip(chunk, sizes, strict=True):
                 if int(size) > aggregate.count:
                     self._leftover_versions(oid, last)
         for tenant, cursor in self.tenants.items():
