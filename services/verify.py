@@ -124,6 +124,15 @@ class _Aggregate:
     doubtful: bool = False
 
 
+@dataclass(frozen=True)
+class _Ends:
+    """Where the log should end: its head (position, chain hash) and the stream's last id."""
+
+    head: int | None
+    chain: str | None
+    generated: int
+
+
 @dataclass
 class _TenantCursor:
     """Reads a tenant's index stream alongside the log."""
@@ -230,6 +239,8 @@ class ShardVerifier:
     def run(self) -> ShardReport:
         started = time.monotonic()
         stored_checkpoints, anchors = self._anchors()
+        ends = self._snapshot()  # after the checkpoints: none of them lies beyond it
+        until = f"{max(ends.head or 0, ends.generated)}-0"
         pending = list(reversed(anchors))  # next one last
         signed_through = 0
         previous_anchor = 0
@@ -240,7 +251,7 @@ class ShardVerifier:
         events = 0
         after = "-"
         while True:
-            entries = xrange(self.client, self.keys.log, after, "+", self.batch)
+            entries = xrange(self.client, self.keys.log, after, until, self.batch)
             if not entries:
                 break
             after = "(" + entries[-1][0].decode()
@@ -280,7 +291,7 @@ class ShardVerifier:
             if len(entries) < self.batch:
                 break
         last = expected - 1
-        self._ends(last, last_chain, [a.position for a in pending])
+        self._ends(ends, last, last_chain, [a.position for a in pending])
         self._indexes_complete(last)
         self.problems.sort(key=lambda p: p.position)
         seconds = time.monotonic() - started
@@ -382,24 +393,30 @@ class ShardVerifier:
             wrong.append(f"tenant index of {tenant.decode()!r} lacks this position")
         return wrong
 
-    def _ends(self, last: int, last_chain: str, beyond: list[int]) -> None:
+    def _snapshot(self) -> _Ends:
+        """The head and the stream's last generated id, read together before the walk: the
+        walk stops there, so events appended meanwhile are neither walked nor missed."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hmget(self.keys.head, ["n", "c"])
+        pipe.xinfo_stream(self.keys.log)
+        (head_n, head_c), info = pipe.execute(raise_on_error=False)
+        generated = 0 if isinstance(info, Exception) else int(info["last-generated-id"].split(b"-")[0])
+        return _Ends(int(head_n) if head_n is not None else None, head_c.decode() if head_c else None, generated)
+
+    def _ends(self, ends: _Ends, last: int, last_chain: str, beyond: list[int]) -> None:
         """Whether the log was cut: its head, its stream's last id and the checkpoints
         signed beyond its last entry."""
         evidence = []
-        head_n, head_c = cast(list[bytes | None], self.client.hmget(self.keys.head, ["n", "c"]))
-        if head_n is not None and int(head_n) > last:
-            evidence.append(f"its head says {int(head_n)}")
-        elif head_n is not None and int(head_n) == last and head_c is not None and head_c.decode() != last_chain:
+        if ends.head is not None and ends.head > last:
+            evidence.append(f"its head says {ends.head}")
+        elif ends.head is not None and ends.head < last:
+            self._problem(ends.head + 1, EDITED, f"the log goes on beyond its head ({ends.head})")
+        elif ends.head == last and ends.chain != last_chain:
             self._problem(last, EDITED, "the head's chain hash differs from the last entry's")
         if beyond:
             evidence.append(f"checkpoint(s) were signed at {', '.join(map(str, sorted(beyond)))}")
-        try:
-            info = self.client.xinfo_stream(self.keys.log)
-            generated = int(str(info["last-generated-id"], "ascii").split("-")[0])
-        except redis.ResponseError:  # no log at all
-            generated = 0
-        if generated > last:
-            evidence.append(f"the stream has handed out ids up to {generated}")
+        if ends.generated > last:
+            evidence.append(f"the stream has handed out ids up to {ends.generated}")
         if evidence:
             self._problem(last + 1, TRUNCATED, f"the log ends at {last} but " + " and ".join(evidence))
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,27 @@ def test_the_checkpointer_signs_every_n_events_and_the_newest_once_due(world: Wo
     assert [c.position for c in checkpointer.run_once()] == [newest + 5]
     assert [c.position for c in checkpointer.run_once(force=True)] == [world.last()]  # the CLI's `checkpoint write`
     assert all(KeyRing([signer.public]).problem(c) is None for c in first)
+
+
+def test_a_log_written_during_the_walk_verifies(world: World) -> None:
+    """Verify reads the head first and walks up to it: what is appended meanwhile is not
+    mistaken for a cut, nor an index entry of it for a removed event."""
+    world.checkpoint(every_events=5)
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            world.calls_with_outcomes(1)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reports = [world.verify() for _ in range(15)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in reports), [p.describe() for r in reports for p in r.problems]
+    assert reports[-1].events > reports[0].events  # the log grew under the walks
 
 
 # -- edited -----------------------------------------------------------------------------------
@@ -420,6 +442,9 @@ def test_the_cli_signs_verifies_and_exits_by_the_result(world: World, tmp_path: 
 
     clean = cli(world, "verify", "--shard", shard, **public)
     assert clean.returncode == 0 and "INTACT" in clean.stdout, clean.stdout + clean.stderr
+    every = cli(world, "verify", "--json", REDIS_SHARD="s00", **public)  # the registry's shards and s00
+    assert every.returncode == 0, every.stdout + every.stderr
+    assert sorted(r["shard"] for r in json.loads(every.stdout)["shards"]) == sorted([shard, "s00"])
 
     assert cli(world, "verify", "--shard", shard).returncode == 2  # signed, and no key to check with
 
