@@ -183,6 +183,9 @@ class ShardVerifier:
         self.missing = 0  # positions removed so far
         #: no entry problem since the previous checkpoint: a mismatch there is a consistent rewrite
         self.segment_clean = True
+        self.rewritten = False  # a consistent rewrite was reported
+        self.previous_anchor = 0  # position of the checkpoint before the next one
+        self.signed_through = 0  # position of the newest checkpoint the log matches
 
     # -- problems ------------------------------------------------------------------------
     def _report(self, problem: Problem) -> Problem:
@@ -242,9 +245,6 @@ class ShardVerifier:
         ends = self._snapshot()  # after the checkpoints: none of them lies beyond it
         until = f"{max(ends.head or 0, ends.generated)}-0"
         pending = list(reversed(anchors))  # next one last
-        signed_through = 0
-        previous_anchor = 0
-        rewritten = False
         expected = 1  # the next notification id
         last_good = True  # the previous entry had no problem: the link to it can be judged
         last_chain = ZERO
@@ -271,23 +271,7 @@ class ShardVerifier:
                 good = self._entry(nid, fields, score, last_chain, last_good)
                 last_chain = fields.get(b"c", b"").decode()
                 last_good = good
-                while pending and pending[-1].position <= nid:
-                    anchor = pending.pop()
-                    if anchor.position < nid:
-                        continue  # its position is missing: reported as removed
-                    if anchor.chain == last_chain and anchor.count == events + self.missing:
-                        signed_through = nid
-                    elif self.segment_clean and not rewritten:  # else what was reported explains it
-                        rewritten = True  # every later chain hash differs too: named once
-                        self._problem(
-                            nid,
-                            REWRITTEN,
-                            f"the log at checkpoint {nid} (chain {last_chain[:12]}…, {events} events) is not what "
-                            f"was signed (chain {anchor.chain[:12]}…, {anchor.count} events): events "
-                            f"{previous_anchor + 1}..{nid} were changed and their hashes recomputed",
-                        )
-                    previous_anchor = nid
-                    self.segment_clean = True
+                self._checkpoints_at(nid, last_chain, events, pending)
             if len(entries) < self.batch:
                 break
         last = expected - 1
@@ -295,6 +279,7 @@ class ShardVerifier:
         self._indexes_complete(last)
         self.problems.sort(key=lambda p: p.position)
         seconds = time.monotonic() - started
+        signed_through = self.signed_through
         tail = Tail(signed_through + 1, last, last - signed_through) if last > signed_through else None
         return ShardReport(
             shard=self.keys.shard,
@@ -308,6 +293,26 @@ class ShardVerifier:
             seconds=round(seconds, 3),
             events_per_second=round(events / seconds, 1) if seconds > 0 else 0.0,
         )
+
+    def _checkpoints_at(self, nid: int, chain: str, events: int, pending: list[Checkpoint]) -> None:
+        """Compare the log with the checkpoints signed at or before this position."""
+        while pending and pending[-1].position <= nid:
+            anchor = pending.pop()
+            if anchor.position < nid:
+                continue  # its position is missing: reported as removed
+            if anchor.chain == chain and anchor.count == events + self.missing:
+                self.signed_through = nid
+            elif self.segment_clean and not self.rewritten:  # else what was reported explains it
+                self.rewritten = True  # every later chain hash differs too: named once
+                self._problem(
+                    nid,
+                    REWRITTEN,
+                    f"the log at checkpoint {nid} (chain {chain[:12]}…, {events} events) is not what was signed "
+                    f"(chain {anchor.chain[:12]}…, {anchor.count} events): events {self.previous_anchor + 1}..{nid} "
+                    "were changed and their hashes recomputed",
+                )
+            self.previous_anchor = nid
+            self.segment_clean = True
 
     def _index_scores(self, entries: StreamEntries) -> list[Any]:
         """Each entry's version as its aggregate's index has it, in one script call."""
