@@ -19,7 +19,9 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from litestar.testing import TestClient
 
+from services.api.app import create_app
 from services.permissions import Role
 from tests.helpers import new_runtime
 from tests.history_strategies import BASE, TZ, Driver, configure_world
@@ -75,6 +77,27 @@ def seed(d: Driver) -> None:
                     d.correct(call, "SALE", at + timedelta(days=1), Decimal(20))
                 if rnd.random() < 0.3:
                     d.attach_call(call, at + timedelta(minutes=12))
+
+
+def test_the_page_and_its_assets_are_served_from_the_package(redis_url: str, shard: str) -> None:
+    runtime = new_runtime(redis_url, shard)
+    try:
+        with TestClient(create_app(runtime)) as c:
+            page = c.get("/dashboard")
+            assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+            assert "default-src 'none'" in page.headers["content-security-policy"]
+            assert page.headers["referrer-policy"] == "no-referrer"
+            for name, media_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+                asset = c.get(f"/dashboard/assets/{name}")
+                assert asset.status_code == 200 and asset.headers["content-type"].startswith(media_type)
+                assert f"/dashboard/assets/{name}" in page.text
+            assert "http" not in page.text  # no address elsewhere: the page loads only its own assets
+            for missing in ("dashboard.html", "app.py", "..%2Fapi%2Fapp.py"):
+                r = c.get(f"/dashboard/assets/{missing}")
+                assert r.status_code in (400, 404) and r.json()["status"] == r.status_code, missing
+            assert "/dashboard" not in c.get("/schema/openapi.json").text
+    finally:
+        runtime.close()
 
 
 class Site:
@@ -280,3 +303,37 @@ def test_the_dashboard_shows_the_apis_numbers(site: Site, browser: Any) -> None:
     assert loaded and all(url.startswith(site.base + "/") for url in loaded), loaded
     problems = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "401" not in e["message"]]
     assert problems == []
+
+
+def test_the_form_shows_weeks_and_categories_as_defined_now(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{site.base}/dashboard#key={site.secret}")
+    assert wait_for(browser, "body") == "ready", browser.find_element(By.ID, "error").text
+    # over 45 days: one column per ISO week, cut to the range; rows by category as defined now
+    wanted = {"project": "p1", "from": "2026-10-01", "to": "2026-12-15", "group": "category", "as_defined": "now"}
+    browser.execute_script(
+        "const form = document.getElementById('filters');"
+        "for (const [name, value] of Object.entries(arguments[0])) form.elements[name].value = value;"
+        "document.body.dataset.state = 'submitted'; form.requestSubmit();",
+        wanted,
+    )
+    assert wait_for(browser, "body") == "ready", browser.find_element(By.ID, "error").text
+    assert "group=category" in browser.current_url and "as_defined=now" in browser.current_url
+
+    query = {"interaction": "call", "project": "p1", "date_from": wanted["from"], "date_to": wanted["to"]}
+    weeks = site.report("outcome-mix", group_by="week", **query)
+    labels = {
+        e.get_attribute("data-bucket"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#mix thead button")
+    }
+    # 2026-10-01 is a Thursday, 2026-12-15 a Tuesday: both weeks cut to the range
+    assert len(labels) == 12 and labels["2026-10-01"] == "2026-W40" and labels["2026-12-14"] == "2026-W51"
+    shown = {row["key"]: row for row in browser.execute_script(MIX_TABLE)}
+    per_week = {labels[day]: int(count) for day, count in shown["*"]["cells"].items() if day != "total"}
+    assert {k: v for k, v in per_week.items() if v} == {r["key"]: r["count"] for r in weeks["rows"] if r["count"]}
+
+    categories = site.report("outcome-mix", group_by="category", as_defined="now", **query)
+    assert {k: row["cells"]["total"] for k, row in shown.items() if k != "*"} == {
+        r["key"]: str(r["count"]) for r in categories["rows"]
+    }
+    assert shown["*"]["cells"]["total"] == str(categories["total"])
