@@ -207,8 +207,10 @@
   // -- loading -------------------------------------------------------------------------------------
 
   let current = null; // {filters, buckets, total, perBucket, rates, colours}
+  let loads = 0; // only the latest load may render: an earlier one may answer later
 
   async function load(f) {
+    const generation = ++loads;
     document.body.dataset.state = "loading";
     $("error").textContent = "";
     const problem = checkFilters(f);
@@ -232,12 +234,14 @@
           : null,
         pooled(columns, (b) => mix(b.from, b.to)),
       ]);
+      if (generation !== loads) return;
       fillProjects(projects.rows.map((r) => r.key), f.project);
       const shown = total.rows.filter((r) => r.count > 0).map((r) => r.key);
       current = { filters: f, buckets: columns, total, perBucket, rates, colours: colours(shown) };
       render();
       document.body.dataset.state = "ready";
     } catch (error) {
+      if (generation !== loads) return;
       if (error instanceof ApiError && error.status === 401) {
         askForKey("The service did not accept that key.");
         return;
@@ -320,7 +324,7 @@
 
     const chart = svg("svg", {
       viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
-      "aria-label": `${f.group === "outcome" ? "Outcomes" : "Categories"} per ${columns.length ? "bucket" : ""}`,
+      "aria-label": `${f.group === "outcome" ? "Outcomes" : "Categories"} per day or week`,
     });
     for (let v = 0; v <= max; v += tick) {
       chart.append(
@@ -453,9 +457,11 @@
   }
 
   async function drillPage() {
-    const params = { ...drill.params, cursor: drill.next };
+    const mine = drill; // another drill-down started meanwhile: this answer is stale
+    const params = { ...mine.params, cursor: mine.next };
     try {
       const page = await api("history", params);
+      if (drill !== mine) return;
       drill.rows.push(...page.rows);
       drill.next = page.next_cursor;
       renderRows(drill.rows);
@@ -463,7 +469,7 @@
       $("drill-redraw").hidden = true;
       $("drill").dataset.state = "ready";
     } catch (error) {
-      drillFailed(error);
+      if (drill === mine) drillFailed(error);
     }
   }
 
@@ -472,11 +478,13 @@
     showDrill(`Sample: ${outcome}, ${f.from} – ${f.to}`, "");
     // a seed of our own, below 2^53: JSON numbers above that lose digits in JS
     const drawn = seed ?? Math.floor(Math.random() * Number.MAX_SAFE_INTEGER);
-    drill = {
+    const mine = {
       kind: "sample", params: { outcome_code: outcome, date_from: f.from, date_to: f.to, n: SAMPLE_SIZE, seed: drawn },
     };
+    drill = mine;
     try {
-      const report = await api("sample", drill.params);
+      const report = await api("sample", mine.params);
+      if (drill !== mine) return;
       const s = report.sample;
       $("drill-note").textContent =
         `${s.rows.length} of ${s.population} interactions that show ${outcome} in every project, drawn with seed ${s.seed}` +
@@ -487,7 +495,7 @@
       $("drill-redraw").hidden = false;
       $("drill").dataset.state = "ready";
     } catch (error) {
-      drillFailed(error);
+      if (drill === mine) drillFailed(error);
     }
   }
 
