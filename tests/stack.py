@@ -6,14 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 import httpx
 import redis
+import uvicorn
 
 from events.durability import check_durability
 from events.embedded import free_port
+from services.api.app import create_app
 from services.config import Settings
 from services.runtime import Runtime
 from tests.helpers import wait_until
@@ -96,3 +99,23 @@ class Stack:
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+class Served:
+    """The real app (create_app) served by uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        wait_until(lambda: self.server.started, 30, "uvicorn to start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,17 +33,15 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-import uvicorn
 from schemathesis.core.failures import FailureGroup
 from schemathesis.engine.errors import is_inconsistent_replay
 from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 
-from events.embedded import free_port
-from services.api.app import create_app
 from services.api.openapi import links_of
 from services.permissions import Role
 from services.runtime import Runtime
-from tests.helpers import new_runtime, seed_project, wait_until
+from tests.helpers import new_runtime, seed_project
+from tests.stack import Served
 
 pytestmark = pytest.mark.slow
 
@@ -80,24 +77,6 @@ FACT_PATHS = ("/v1/calls", "/v1/conversations", "/v1/contacts")
 
 class BudgetSpent(Exception):
     """The time budget is spent: stop the state machine at its next step."""
-
-
-class Served:
-    def __init__(self, runtime: Runtime) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        wait_until(lambda: self.server.started, 30, "uvicorn to start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture()

@@ -23,6 +23,7 @@ from services.api import (
     action_routes,
     bodies,
     config_routes,
+    dashboard_routes,
     interaction_routes,
     qa_routes,
     report_routes,
@@ -161,6 +162,8 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         report_routes.get_sample,
         qa_routes.get_qa_report,
         health,
+        dashboard_routes.dashboard,
+        dashboard_routes.dashboard_asset,
         PrometheusController,
     ]
     app = Litestar(
