@@ -260,5 +260,14 @@ def rebuild(shard: str | None) -> None:
         click.echo(f"{view.name}: {count} events in {time.monotonic() - started:.1f}s")
 
 
+def _look_back() -> None:
+    from services.look_back_cli import as_of
+
+    main.add_command(as_of)
+
+
+_look_back()
+
+
 if __name__ == "__main__":
     main()
