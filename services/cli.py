@@ -261,9 +261,10 @@ def rebuild(shard: str | None) -> None:
 
 
 def _look_back() -> None:
-    from services.look_back_cli import as_of
+    from services.look_back_cli import as_of, what_if
 
     main.add_command(as_of)
+    main.add_command(what_if)
 
 
 _look_back()

@@ -85,3 +85,26 @@ def _as_of_commands() -> None:
 
 
 _as_of_commands()
+
+
+@click.command("what-if")
+@click.argument("tenant_id")
+@click.argument("proposal", type=click.File("rb"))
+def what_if(tenant_id: str, proposal: Any) -> None:
+    """Try a proposed outcome-definition change on the last N days, writing nothing.
+
+    PROPOSAL is a JSON file ('-': standard input) with the body of POST /v1/what-if, e.g.
+    {"days": 30, "changes": [{"op": "change_outcome", "definition": {"code": "SALE", ...}}]}.
+    """
+    from events.codec import now
+    from services.rules import Context
+    from services.what_if import WhatIfBody
+    from services.what_if import what_if as try_it
+
+    try:
+        body = msgspec.json.decode(proposal.read(), type=WhatIfBody)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        raise click.ClickException(f"the proposal is not valid: {error}") from None
+    with _runtime() as runtime:
+        ctx = Context(tenant_id, "operator:cli", now())
+        _print(try_it(runtime.ledger(tenant_id), runtime.client, runtime.shard_keys(tenant_id), ctx, body))

@@ -21,7 +21,7 @@ from services.api.app import create_app
 from services.cli import main
 from services.rules import config as config_rules
 from services.runtime import Runtime
-from tests.helpers import new_runtime
+from tests.helpers import new_runtime, role_keys
 from tests.history_strategies import Driver
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -72,10 +72,7 @@ def world(redis_url: str, shard: str) -> Iterator[World]:
     moments["flagged"] = _moment()
     try:
         with TestClient(create_app(runtime)) as client:
-            keys = {"admin": {"Authorization": f"Bearer {admin}"}}
-            for role in ("auditor", "supervisor", "agent", "platform"):
-                secret = client.post("/v1/keys", headers=keys["admin"], json={"role": role}).json()["secret"]
-                keys[role] = {"Authorization": f"Bearer {secret}"}
+            keys = role_keys(client, admin, ("auditor", "supervisor", "agent", "platform"))
             yield World(runtime, client, keys, moments)
     finally:
         runtime.close()

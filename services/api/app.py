@@ -21,10 +21,10 @@ from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import outcome_counts
 from services.api import (
     action_routes,
-    asof_routes,
     bodies,
     config_routes,
     interaction_routes,
+    look_back_routes,
     qa_routes,
     report_routes,
     webhook_routes,
@@ -154,7 +154,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         action_routes.router,
         webhook_routes.router,
         qa_routes.router,
-        asof_routes.router,
+        look_back_routes.router,
         get_outcome_counts,
         get_quotas,
         report_routes.get_outcome_mix,
