@@ -200,3 +200,21 @@ def test_a_refused_proposal_is_4xx_json_and_writes_nothing(
     assert r.status_code == status, r.text
     assert r.json()["status"] == status and says.lower() in r.json()["message"].lower(), r.json()
     assert not diff(before, world.snapshot())
+
+
+def test_the_rates_after_are_the_reports_once_the_change_is_published(world: World) -> None:
+    """The oracle for the rates: publish the INTERESTED change for real, let the projection
+    catch up, and the rates report "as defined now" over the same 30 days says what the
+    what-if said (every other outcome is unchanged, so now = then for them)."""
+    month = {**PROPOSAL, "days": 30, "changes": PROPOSAL["changes"][:1]}
+    predicted = world.what_if(month).json()["projects"][0]["rates_after"]
+    definition = PROPOSAL["changes"][0]["definition"]
+    r = world.client.put("/v1/outcomes/INTERESTED", headers=world.keys["admin"], json=definition)
+    assert r.status_code == 200, r.text
+    ledger = world.runtime.ledger("acme")
+    ProjectionRunner(world.runtime.settings).settle(ledger.recorder.max_notification_id() or 0)
+    params = {"project_id": "p1", "rolling_30_days_ending": "2026-11-22", "as_defined": "now"}
+    report = world.client.get("/v1/reports/rates", headers=world.keys["admin"], params=params)
+    assert report.status_code == 200, report.text
+    assert report.json()["rates"] == predicted
+    assert predicted["success_calls"] == 3
