@@ -20,11 +20,17 @@ from typing import Any
 import msgspec
 from msgspec import inspect as mi
 
-import events.types  # noqa: F401  (registers every event type)
+import events.types
 from events.codec import DomainEvent, registered_types, registered_upcasters
 
 _FIELD = re.compile(r"^\s+(\w+)\s*:[^=]")
 _INLINE = re.compile(r"#\s*(?!:)(.+)$")
+
+
+def contract_types() -> dict[str, type[DomainEvent]]:
+    """The stored event types of the contract (``events/types.py``), by stable name -- not a
+    type some other module (a test) registered in this process."""
+    return {name: cls for name, cls in registered_types().items() if cls.__module__ == events.types.__name__}
 
 
 def field_notes(cls: type) -> dict[str, str]:
@@ -141,7 +147,7 @@ def value_types() -> list[type[msgspec.Struct]]:
             case mi.DictType(value_type=value):
                 walk(value)
 
-    for cls in sorted(registered_types().values(), key=lambda c: c.type_name):
+    for cls in sorted(contract_types().values(), key=lambda c: c.type_name):
         walk(mi.type_info(cls))
     return list(seen)
 
@@ -151,8 +157,8 @@ def _doc(cls: type) -> str:
 
 
 def markdown() -> str:
-    types = sorted(registered_types().items())
-    upcasters = registered_upcasters()
+    types = sorted(contract_types().items())
+    upcasters = {k: v for k, v in registered_upcasters().items() if k[0] in contract_types()}
     base = frozenset(f.name for f in mi.type_info(DomainEvent).fields)  # type: ignore[attr-defined]
     out = [
         "# Event catalogue",

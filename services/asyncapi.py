@@ -28,8 +28,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from events.catalogue import value_types
-from events.codec import registered_types
+from events.catalogue import contract_types, value_types
 from events.keys import DEFAULT_PREFIX
 from services.commands import COMMANDS
 from services.dialing import CONTACT_LIST_CHANGES
@@ -159,7 +158,7 @@ def encoded() -> bytes:
 
 
 def document() -> dict[str, Any]:
-    events = sorted(registered_types().items())
+    events = sorted(contract_types().items())
     entry_types = [LogEntryFields, FlowEntry, WebhookPayload, WebhookHeaders, IngestEntryFields, Rejection,
                    ContactListEntryFields, DeadLetter]  # fmt: skip
     bodies = sorted({c.body for c in COMMANDS.values()}, key=lambda b: b.__name__)

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 from litestar.testing import TestClient
 
-from events.codec import registered_types
+from events.catalogue import contract_types
 from events.types import FlowRedirected, MessageRecorded, OutcomeCorrected, OutcomeDefinition
 from services.api.app import create_app
 from services.asyncapi import document
@@ -93,7 +93,7 @@ def test_every_reference_resolves(doc: dict[str, Any]) -> None:
 
 def test_it_names_every_event_type_and_ingest_command(doc: dict[str, Any]) -> None:
     log = doc["channels"]["log"]["messages"]
-    assert set(log) == set(registered_types())
+    assert set(log) == set(contract_types())
     assert all(m["payload"]["$ref"] == f"#/components/schemas/{n}" for n, m in log.items())
     assert {m["name"] for m in doc["channels"]["ingest"]["messages"].values()} == set(COMMANDS)
 
