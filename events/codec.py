@@ -91,6 +91,11 @@ def registered_types() -> dict[str, type[DomainEvent]]:
     return dict(_TYPES)
 
 
+def registered_upcasters() -> dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """(type name, from version) -> upcaster."""
+    return dict(_UPCASTERS)
+
+
 def resolve(name: str) -> type[DomainEvent]:
     try:
         return _TYPES[name]

@@ -266,5 +266,15 @@ main.add_command(verify_command)
 main.add_command(checkpoint)
 
 
+def _look_back() -> None:
+    from services.look_back_cli import as_of, what_if
+
+    main.add_command(as_of)
+    main.add_command(what_if)
+
+
+_look_back()
+
+
 if __name__ == "__main__":
     main()

@@ -80,6 +80,16 @@ class OutcomeSet(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: list[ActiveOutcome]
 
 
+def outcome_set_of(catalogue: Catalogue, project_id: str) -> OutcomeSet:
+    """The project's picker from a catalogue state (now, or as of a past moment)."""
+    project = catalogue.projects.get(project_id)
+    if project is None:
+        raise NotFound(f"project {project_id!r} not found")
+    active = sorted(active_set(catalogue, project_id).values(), key=lambda o: o.definition.code)
+    prompt = not project.settings.auto_close_without_outcome
+    return OutcomeSet(project_id=project_id, version=project.set_version, prompt=prompt, outcomes=active)
+
+
 class Ledger(Application[UUID]):
     name = "OutcomeLedger"
     env = {
@@ -244,13 +254,7 @@ class Ledger(Application[UUID]):
 
     # -- queries -----------------------------------------------------------------------------------
     def outcome_set(self, tenant_id: str, project_id: str) -> OutcomeSet:
-        catalogue = self.catalogue(tenant_id)
-        project = catalogue.projects.get(project_id)
-        if project is None:
-            raise NotFound(f"project {project_id!r} not found")
-        active = sorted(active_set(catalogue, project_id).values(), key=lambda o: o.definition.code)
-        prompt = not project.settings.auto_close_without_outcome
-        return OutcomeSet(project_id=project_id, version=project.set_version, prompt=prompt, outcomes=active)
+        return outcome_set_of(self.catalogue(tenant_id), project_id)
 
     def search_outcomes(self, tenant_id: str, text: str = "", project_id: str | None = None) -> list[OutcomeDefinition]:
         """Outcomes whose code or description (or name) contains the text, case-insensitively."""

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from events.types import OutcomeDefinition, OutcomeFlags, ProjectSettings
 from services.config import Settings
@@ -63,6 +64,15 @@ def selected_call(
     )
     ledger.end_call(ctx, call_id=call_id, occurred_at=T0 + ended_after)
     ledger.select_call_outcome(ctx, call_id=call_id, choice=Choice(code, T0 + selected_after))
+
+
+def role_keys(client: Any, admin_secret: str, roles: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Authorization headers of the admin and of a new key per role, by role name (through the API)."""
+    keys = {"admin": {"Authorization": f"Bearer {admin_secret}"}}
+    for role in roles:
+        secret = client.post("/v1/keys", headers=keys["admin"], json={"role": role}).json()["secret"]
+        keys[role] = {"Authorization": f"Bearer {secret}"}
+    return keys
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

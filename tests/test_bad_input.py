@@ -91,6 +91,7 @@ class Op:
 
 
 CORRECT = {"outcome_code": "NO_SALE", "occurred_at": at(300), "reason": "misclicked"}
+WHAT_IF = {"days": 7, "changes": [{"op": "hide_outcome", "code": "SALE", "project_id": "winter"}]}
 DISPUTE = {"verdict": "disputed", "should_have_been": "NO_SALE", "note": "the customer declined"}
 OPS = [
     # configuration (admin)
@@ -192,6 +193,9 @@ OPS = [
        mistype="note", required="verdict", enum="verdict", invalid=("should_have_been", "sale", "should_have_been")),
     Op("recordConversationVerdict", "POST", "/v1/conversations/v-closed/verdicts", "reviewer_key", "manager_key",
        DISPUTE, mistype="should_have_been", required="verdict", enum="verdict", invalid=("note", "n" * 2001, "note")),
+    # looking back (reads only, but takes a body)
+    Op("whatIf", "POST", "/v1/what-if", "admin", "agent", WHAT_IF, mistype="until", required="changes",
+       invalid=("days", 0, "days")),
 ]  # fmt: skip
 OP_BY_ID = {o.op: o for o in OPS}
 
@@ -736,6 +740,17 @@ RULES = [
     case("conversation-verdict-disputed-names-none", "recordConversationVerdict", "POST",
          "/v1/conversations/v-closed/verdicts", "should_have_been", body={"verdict": "disputed"}, status=422,
          error="invalid_verdict"),
+    # -- what-if: the proposal meets the rules of the real change
+    case("what-if-unknown-outcome", "whatIf", "POST", "/v1/what-if",
+         "change 1 (change_outcome): outcome 'NOPE' not found",
+         body={"changes": [{"op": "change_outcome", "definition": outcome("NOPE", "Nope")}]}, **NOT_FOUND),
+    case("what-if-duplicate-code", "whatIf", "POST", "/v1/what-if", ("change 2 (define_outcome)", "already exists"),
+         body={"changes": [WHAT_IF["changes"][0], {"op": "define_outcome", "definition": outcome("SALE", "Sale 2")}]},
+         status=409, error="duplicate_outcome"),
+    case("what-if-unknown-project", "whatIf", "POST", "/v1/what-if", "project 'nowhere' not found",
+         body={**WHAT_IF, "project_id": "nowhere"}, **NOT_FOUND),
+    case("what-if-unknown-op", "whatIf", "POST", "/v1/what-if", ("invalid value", "op"),
+         body={"changes": [{"op": "rename_outcome", "code": "SALE"}]}),
     case("conversation-verdict-unknown", "recordConversationVerdict", "POST", "/v1/conversations/nope/verdicts",
          "conversation 'nope' not found", body={"verdict": "confirmed"}, **NOT_FOUND),
 ]  # fmt: skip
@@ -825,6 +840,9 @@ CROSS = [
          error="outcome_not_in_project"),
     case("conversation-verdict", "recordConversationVerdict", "POST", "/v1/conversations/b-conv/verdicts",
          who="reviewer_key", body={"verdict": "confirmed"}),
+    case("what-if-hide", "whatIf", "POST", "/v1/what-if",
+         body={"changes": [{"op": "hide_outcome", "code": "B_ONLY", "project_id": "winter"}]}),
+    case("what-if-project", "whatIf", "POST", "/v1/what-if", body={**WHAT_IF, "project_id": "b-proj"}),
 ]  # fmt: skip
 CROSS = [
     Case(
@@ -858,6 +876,17 @@ QUERIES = [
          who="agent", says=("project 'nope' not found",), **NOT_FOUND),
     Case("dialability-unknown-contact", "getDialability", "GET", "/v1/contacts/nobody/dialability?project_id=winter",
          who="agent", says=("contact 'nobody' not found",), **NOT_FOUND),
+    Case("as-of-no-moment", "getCallAsOf", "GET", "/v1/as-of/calls/c-done", says=("give the moment",)),
+    Case("as-of-naive-time", "getCallAsOf", "GET", "/v1/as-of/calls/c-done?at=2026-11-22T09:00:00",
+         says=("time zone",)),
+    Case("as-of-bad-position", "getOutcomeSetAsOf", "GET", "/v1/as-of/projects/winter/outcome-set?position=0",
+         says=("position",)),
+    Case("as-of-wrong-role", "getConversationAsOf", "GET", "/v1/as-of/conversations/v-closed?position=1", who="agent",
+         status=403, error="forbidden", says=("may not",)),
+    Case("as-of-other-tenants-call", "getCallAsOf", "GET", "/v1/as-of/calls/b-call?position=100000",
+         says=("call 'b-call' not found",), **NOT_FOUND),
+    Case("as-of-other-tenants-project", "getOutcomeSetAsOf", "GET",
+         "/v1/as-of/projects/b-proj/outcome-set?position=100000", says=("project 'b-proj' not found",), **NOT_FOUND),
 ]  # fmt: skip
 
 CASES: list[Case] = [c for o in OPS for c in generic_cases(o)] + RULES + CROSS + QUERIES

@@ -454,6 +454,8 @@ PERMISSIONS: dict[Action, set[str]] = {
     _A.READ_REPORTS: {"admin", "platform", "supervisor", "manager", "reviewer", "auditor"},
     _A.RECORD_VERDICTS: {"supervisor", "reviewer"},
     _A.AUDIT: {"auditor"},
+    # not a row of §1: reading state as of a past moment and what-if (docs/look-back.md)
+    _A.LOOK_BACK: {"admin", "supervisor", "manager", "auditor"},
 }
 
 

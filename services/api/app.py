@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -19,12 +19,14 @@ from litestar.plugins.prometheus import PrometheusController
 
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import outcome_counts
+from services import asyncapi
 from services.api import (
     action_routes,
     bodies,
     config_routes,
     dashboard_routes,
     interaction_routes,
+    look_back_routes,
     qa_routes,
     report_routes,
     webhook_routes,
@@ -92,6 +94,12 @@ async def get_quotas(project_id: str, principal: Principal, state: State) -> lis
     ]
 
 
+@get("/schema/asyncapi.json", include_in_schema=False, media_type="application/json")
+async def get_asyncapi() -> Response[bytes]:
+    """The AsyncAPI 3.0 document of the published streams (services/asyncapi.py)."""
+    return Response(await in_thread(asyncapi.encoded), media_type="application/json")
+
+
 @get("/health", summary="Liveness and Redis reachability", operation_id="health")
 async def health(state: State) -> dict[str, str]:
     await in_thread(runtime_of(state).client.ping)
@@ -154,6 +162,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         action_routes.router,
         webhook_routes.router,
         qa_routes.router,
+        look_back_routes.router,
         get_outcome_counts,
         get_quotas,
         report_routes.get_outcome_mix,
@@ -164,6 +173,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         health,
         dashboard_routes.dashboard,
         dashboard_routes.dashboard_asset,
+        get_asyncapi,
         PrometheusController,
     ]
     app = Litestar(
