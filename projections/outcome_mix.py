@@ -502,6 +502,12 @@ def definitions(client: redis.Redis, keys: ShardKeys, tenant: str) -> Definition
     return _definitions(cast(dict[bytes, bytes], client.hgetall(_key(keys, "o", tenant))))
 
 
+def defined_codes(now: Definitions, project: str | None) -> list[str]:
+    """The rows a report by outcome lists even at zero: every outcome defined globally or in
+    the project (every project's when none is chosen), and ``-``."""
+    return sorted({code for scope, code in now if scope is None or project is None or scope == project} | {NO_OUTCOME})
+
+
 def read_cells(client: redis.Redis, keys: ShardKeys, tenant: str, f: MixFilter) -> list[tuple[str, Cell, int, Decimal]]:
     """(day, cell, count, revenue) of every cell of the days in range that passes the filter."""
     days = sorted(
@@ -540,21 +546,22 @@ def outcome_mix(
     date_to: date | None = None,
     group_by: GroupBy = "outcome",
     as_defined: AsDefined = "then",
+    defined_as: Definitions | None = None,
 ) -> list[MixRow]:
     """Counts and percentages per group, sorted by key; grouped by outcome, every outcome
-    defined for the tenant (globally, or in the filtered project) has a row, and ``-``."""
+    defined for the tenant (globally, or in the filtered project) has a row, and ``-``.
+    ``defined_as`` replaces the catalogue "as defined now" reads (an earlier definition set)."""
     f = MixFilter(interaction, project, agent, team, channel, direction, termination_reason, date_from, date_to)
     now = definitions(client, keys, tenant)
+    rollup = now if defined_as is None else defined_as
     # per key: count, by agents, by the system, corrected
     counts: dict[str, list[int]] = {}
     revenue: dict[str, Decimal] = defaultdict(Decimal)
     if group_by == "outcome":
-        for scope, code in now:
-            if scope is None or project is None or scope == project:
-                counts.setdefault(code, [0, 0, 0, 0])
-        counts.setdefault(NO_OUTCOME, [0, 0, 0, 0])
+        for code in defined_codes(now, project):
+            counts.setdefault(code, [0, 0, 0, 0])
     for day, c, n, money in read_cells(client, keys, tenant, f):
-        key = group_key(c, day, group_by, as_defined, now)
+        key = group_key(c, day, group_by, as_defined, rollup)
         row = counts.setdefault(key, [0, 0, 0, 0])
         row[0] += n
         row[1] += n if c.selected_by == "agent" else 0
