@@ -254,3 +254,39 @@ def test_the_catalogue_at_a_version_and_the_comparison_over_http(redis_url: str,
             assert bad.status_code == 400 and "period" in bad.text
     finally:
         runtime.close()
+
+
+def test_quota_status_in_the_outcome_mix(redis_url: str, shard: str) -> None:
+    runtime = new_runtime(redis_url, shard)
+    try:
+        runtime.create_tenant("acme", "Acme", TZ)
+        d = Driver(runtime, "acme")
+        d.agent("anna")
+        d.define(OutcomeDefinition(code="SALE", name="Sale"))
+        d.define(OutcomeDefinition(code="NO", name="No"))
+        d.project("q", ProjectSettings(name="Q", direction="outbound", quotas={"SALE": 2, "NO": 5}))
+        at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+        for n, code in enumerate(("SALE", "SALE", "NO")):
+            d.start_call(f"c{n}", "q", "outbound", at, agent="anna")
+            d.end(f"c{n}", at + timedelta(minutes=2))
+            d.select(f"c{n}", code, at + timedelta(minutes=3), agent="anna")
+        runner = ProjectionRunner(runtime.settings)
+        runner.settle(runtime.ledger("acme").recorder.max_notification_id() or 0)
+        _, key = runtime.registry.issue_key("acme", Role.MANAGER)
+        with TestClient(create_app(runtime)) as http:
+            h = {"Authorization": f"Bearer {key}"}
+            body = http.get("/v1/reports/outcome-mix", headers=h, params={"project": "q"}).json()
+            quotas = {
+                q["outcome_code"]: (q["quota"], q["selections"], q["reached_at"] is not None) for q in body["quotas"]
+            }
+            assert quotas == {"NO": (5, 1, False), "SALE": (2, 2, True)}
+            assert http.get("/v1/reports/outcome-mix", headers=h).json()["quotas"] is None
+            text = http.get(
+                "/v1/reports/outcome-mix", headers=h, params={"project": "q", "format": "csv", "table": "quotas"}
+            ).text
+            assert text.splitlines()[:2] == ["outcome_code,quota,selections,reached_at", "NO,5,1,"]
+            bad = http.get("/v1/reports/outcome-mix", headers=h, params={"format": "csv", "table": "quotas"})
+            assert bad.status_code == 400 and "table=quotas needs a project" in bad.text
+        runner.client.close()
+    finally:
+        runtime.close()
