@@ -85,11 +85,13 @@ def mix_csv(rows: list[MixRow]) -> str:
 
 @get(
     "/v1/reports/outcome-mix",
-    summary="Outcome mix: interactions per outcome (or category, agent, team, project, day, week)",
+    summary="Outcome mix: interactions per outcome (or category, agent, team, contact list, project, day, week)",
     description=(
         "Counts and percentages of calls or conversations, each counted once under the outcome that stands "
-        "(a conversation's closing one, as corrected; '-' for none), dated by the tenant-local day of its start. "
-        "Grouped by outcome, every defined outcome has a row. `format=csv` gives the same rows as CSV."
+        "(a conversation's closing one, as corrected; '-' for none), dated by the tenant-local day of its start; "
+        "agent, team and contact list as of the selection. Grouped by outcome, every defined outcome has a row. "
+        "With a project: its quota status per outcome. `format=csv` gives the same rows as CSV (`table=quotas`: "
+        "the quota status)."
     ),
     operation_id="getOutcomeMix",
 )
@@ -103,6 +105,7 @@ async def get_outcome_mix(
     channel: FilterId = None,
     direction: FromQuery[Literal["inbound", "outbound"] | None] = None,
     termination_reason: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    contact_list: FilterId = None,
     date_from: FromQuery[date | None] = None,
     date_to: FromQuery[date | None] = None,
     group_by: FromQuery[GroupBy] = "outcome",
@@ -132,6 +135,7 @@ async def get_outcome_mix(
             termination_reason=termination_reason,
             date_from=date_from,
             date_to=date_to,
+            contact_list=contact_list,
             group_by=group_by,
             as_defined=as_defined,
         )

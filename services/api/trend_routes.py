@@ -77,6 +77,7 @@ async def get_trend(
     agent: FilterId = None,
     team: FilterId = None,
     channel: FilterId = None,
+    contact_list: FilterId = None,
     date_from: FromQuery[date | None] = None,
     date_to: FromQuery[date | None] = None,
     period: FromQuery[Period] = "day",
@@ -88,7 +89,9 @@ async def get_trend(
     _check_range(date_from, date_to)
     runtime = runtime_of(state)
     tenant = principal.tenant_id
-    f = MixFilter(interaction, project, agent, team, channel, date_from=date_from, date_to=date_to)
+    f = MixFilter(
+        interaction, project, agent, team, channel, date_from=date_from, date_to=date_to, contact_list=contact_list
+    )
 
     def read() -> TrendReport:
         position = _position(runtime, tenant, OUTCOME_MIX)
