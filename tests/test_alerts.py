@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
+import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,11 +125,11 @@ def history(d: Driver) -> None:
 
 
 class Watch:
-    def __init__(self, runtime: Runtime, tenant: str) -> None:
+    def __init__(self, runtime: Runtime, tenant: str, batch_size: int = 25) -> None:
         mapper = StructMapper(keys=SubjectKeys(runtime.client, runtime.settings.key_prefix))
         self.keys = runtime.shard_keys(tenant)
         self.mix = OutcomeMixView(runtime.client, self.keys, mapper)
-        self.watch = AlertWatch(runtime, self.keys, mapper, self.mix, batch_size=25)
+        self.watch = AlertWatch(runtime, self.keys, mapper, self.mix, batch_size=batch_size)
         self.view = AlertsView(runtime.client, self.keys, mapper)
 
 
@@ -171,6 +175,48 @@ def test_the_follower_records_each_alert_once_however_often_it_is_killed_or_twin
     first.watch.catch_up()
     assert raised(d) == once
     assert len({e.originator_id for e in once}) == len(once) == 3
+
+
+#: a follower process: one event per batch, so a kill lands mid-way through the history
+FOLLOWER = """
+import sys
+from services.config import Settings
+from services.runtime import Runtime
+from tests.test_alerts import Watch
+runtime = Runtime(Settings(redis_url=sys.argv[1], shard=sys.argv[2], key_prefix=sys.argv[3]))
+watch = Watch(runtime, "acme", batch_size=1)
+print("started", flush=True)
+watch.watch.catch_up()
+"""
+
+
+def test_the_follower_process_killed_at_random_moments_records_each_alert_once(driver: Driver) -> None:
+    d = driver
+    s = d.runtime.settings
+    root = Path(__file__).resolve().parent.parent
+    rng = random.Random(7)
+    kills = 0
+    while True:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FOLLOWER, s.redis_url, s.shard, s.key_prefix], cwd=root, stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+        try:
+            # the last runs go to the end; the others are SIGKILLed at a random moment
+            assert proc.wait(timeout=rng.uniform(0.05, 0.5) if kills < 4 else 120) == 0
+            break
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            kills += 1
+        finally:
+            proc.stdout.close()
+    assert kills == 4
+    once = raised(d)
+    assert {(e.rule, e.outcome_code, e.observed_share, e.expected_share) for e in once} == EXPECTED
+    assert len({e.originator_id for e in once}) == len(once) == 3
+    head = d.runtime.ledger(d.tenant).recorder.max_notification_id() or 0
+    assert Watch(d.runtime, d.tenant).watch.position() == head
 
 
 def test_weeks_touched_include_the_day_before() -> None:
