@@ -517,6 +517,33 @@ class QuotaReached(_Fact, frozen=True, kw_only=True):
     quota: int
 
 
+AlertRule = Literal["rare_negative_rise", "positive_without_success", "off_target"]
+
+
+@event_type("OutcomeAlertRaised", 1)
+class OutcomeAlertRaised(DomainEvent, frozen=True, kw_only=True):
+    """The outcome mix of a project's week looks unhealthy (PRODUCT.md §4 alerts; the rules are
+    in ``services/rules/alerts.py``). One aggregate per project, interaction kind, week, rule
+    and outcome, at version 1: an alert can be recorded only once."""
+
+    project_id: str
+    interaction: Interaction
+    rule: AlertRule
+    #: the outcome it is about; None for ``positive_without_success`` (about the whole mix)
+    outcome_code: str | None = None
+    #: the tenant-local ISO week ("2026-W44")
+    period: str
+    #: interactions of the project (of that kind) in the week
+    interactions: int
+    #: the share seen in the week (0..1)
+    observed_share: float
+    #: the share it is compared with: the baseline weeks' or the target's (0..1)
+    expected_share: float
+    #: the rule's threshold that was crossed (0..1; the target's tolerance for off_target)
+    threshold: float
+    message: str
+
+
 # -- follow-up actions (PRODUCT.md §3): each requested by an event and completed by one ----------
 
 

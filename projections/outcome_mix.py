@@ -9,6 +9,10 @@ What counts (the readings tests/report_oracle.py states, and this view must equa
 * its day is the tenant-local date of its start (``occurred_at``), whatever happens later;
 * it belongs to the agent of its selection (else the agent the call facts name), and to
   that agent's team as of the selection (else as of the call's end);
+* its contact list is the one in force at the selection (else at the call's end or the
+  conversation's close): the project's contact list, else the list the contact is on (as
+  saved, or as an outcome's list move, removal or its revert left it) -- the same reading
+  the contact-list actions make (services/ledger.py ``contact_list_effects``);
 * "as defined then" categories are resolved in the catalogue as it stood at the selection;
   "as defined now" in the catalogue the view holds now.
 
@@ -34,6 +38,8 @@ Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 * ``i:<tenant>`` hash: "<kind>:<id>" -> json(Facts)
 * ``a:<tenant>`` hash: agent -> json(team or null)
 * ``o:<tenant>`` hash: json([project or null, code]) -> json([category, parent])
+* ``pl:<tenant>`` hash: project -> json(its contact list or null)
+* ``cl:<tenant>`` hash: contact -> json(ContactList)
 
 (JSON text, not msgpack: the script's cmsgpack cannot read msgpack ``bin`` values.)
 * ``tz`` hash: tenant -> time zone
@@ -60,6 +66,10 @@ from events.types import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    ContactListChangeReverted,
+    ContactMovedToList,
+    ContactRemovedFromList,
+    ContactSaved,
     ConversationClosed,
     ConversationStarted,
     OutcomeChanged,
@@ -67,6 +77,8 @@ from events.types import (
     OutcomeDefined,
     OutcomeDefinition,
     OutcomeSelected,
+    ProjectChanged,
+    ProjectCreated,
     TenantCreated,
 )
 from projections.base import Assignment, Changes, View
@@ -74,10 +86,10 @@ from projections.base import Assignment, Changes, View
 NAME = "outcome-mix"
 NO_OUTCOME = "-"
 Kind = Literal["call", "conversation"]
-GroupBy = Literal["outcome", "category", "agent", "team", "project", "day", "week"]
+GroupBy = Literal["outcome", "category", "agent", "team", "list", "project", "day", "week"]
 AsDefined = Literal["then", "now"]
 KINDS: tuple[Kind, ...] = ("call", "conversation")
-GROUP_BYS: tuple[GroupBy, ...] = ("outcome", "category", "agent", "team", "project", "day", "week")
+GROUP_BYS: tuple[GroupBy, ...] = ("outcome", "category", "agent", "team", "list", "project", "day", "week")
 
 #: (project or None for a global outcome, code) -> (category, parent)
 Definitions = dict[tuple[str | None, str], tuple[str, str | None]]
@@ -98,6 +110,20 @@ class Standing(msgspec.Struct, frozen=True, array_like=True):
     #: root category in the catalogue as it stood at the selection ("as defined then")
     category: str
     corrected: bool = False
+    #: the interaction's contact list at the selection (kept by a correction)
+    contact_list: str | None = None
+
+
+class ContactList(msgspec.Struct, frozen=True, array_like=True):
+    """Which list a contact is on: as saved, unless an outcome moved or removed it since."""
+
+    saved: str | None = None
+    changed: bool = False
+    current: str | None = None
+
+    @property
+    def now(self) -> str | None:
+        return self.current if self.changed else self.saved
 
 
 class Facts(msgspec.Struct, frozen=True, array_like=True):
@@ -117,6 +143,9 @@ class Facts(msgspec.Struct, frozen=True, array_like=True):
     close_team: str | None = None
     closed: bool = False
     standing: Standing | None = None
+    contact: str | None = None
+    #: the contact list when the call ended / the conversation closed (one with no selection)
+    close_list: str | None = None
 
 
 class Cell(NamedTuple):
@@ -134,6 +163,8 @@ class Cell(NamedTuple):
     corrected: bool
     #: category "as defined then"; None for no outcome
     category: str | None
+    #: the contact list as of the selection (else the close); None: none
+    contact_list: str | None = None
 
 
 @dataclass
@@ -141,6 +172,17 @@ class TenantState:
     tz: str | None = None
     teams: dict[str, str | None] = field(default_factory=dict)
     definitions: Definitions = field(default_factory=dict)
+    #: project -> its contact list (every project of the tenant)
+    project_lists: dict[str, str | None] = field(default_factory=dict)
+    #: contact -> its list (the contacts the batch touches)
+    contacts: dict[str, ContactList] = field(default_factory=dict)
+
+    def contact_list(self, project: str, contact: str | None) -> str | None:
+        """The list an interaction of the project with the contact is on now."""
+        found = self.project_lists.get(project)
+        if found is None and contact is not None and contact in self.contacts:
+            found = self.contacts[contact].now
+        return found
 
 
 @dataclass
@@ -157,6 +199,7 @@ def _key(keys: ShardKeys, *parts: str) -> str:
 
 
 _facts = msgspec.json.Decoder(Facts)
+_contact_list = msgspec.json.Decoder(ContactList)
 _cell = msgspec.json.Decoder(Cell)
 
 
@@ -209,8 +252,10 @@ def target(event: DomainEvent) -> tuple[str, str] | None:
 def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
     day = event.occurred_at.astimezone(ZoneInfo(tz or "UTC")).date().isoformat()
     if isinstance(event, CallStarted):
-        return Facts("call", event.project_id, event.channel, day, event.direction, event.agent_id)
-    return Facts("conversation", event.project_id, event.channel, day)
+        return Facts(
+            "call", event.project_id, event.channel, day, event.direction, event.agent_id, contact=event.contact_id
+        )
+    return Facts("conversation", event.project_id, event.channel, day, contact=event.contact_id)
 
 
 def selected(facts: Facts, tenant: TenantState, event: OutcomeSelected) -> Facts:
@@ -222,6 +267,7 @@ def selected(facts: Facts, tenant: TenantState, event: OutcomeSelected) -> Facts
         agent=agent,
         team=tenant.teams.get(agent) if agent else None,
         category=_category_then(tenant, event.project_id, event.definition),
+        contact_list=tenant.contact_list(facts.project, facts.contact),
     )
     return msgspec.structs.replace(facts, standing=standing)
 
@@ -236,6 +282,7 @@ def corrected(facts: Facts, tenant: TenantState, event: OutcomeCorrected) -> Fac
         team=was.team if was else None,
         category=_category_then(tenant, event.project_id, event.definition),
         corrected=True,
+        contact_list=was.contact_list if was else tenant.contact_list(facts.project, facts.contact),
     )
     return msgspec.structs.replace(facts, standing=standing)
 
@@ -252,9 +299,12 @@ def fold_interaction(facts: Facts | None, tenant: TenantState, event: DomainEven
         return msgspec.structs.replace(facts, agent=event.agent_id)
     if isinstance(event, CallEnded):
         team = tenant.teams.get(facts.agent) if facts.agent else None
-        return msgspec.structs.replace(facts, ended=True, termination=event.termination_reason, close_team=team)
+        listed = tenant.contact_list(facts.project, facts.contact)
+        return msgspec.structs.replace(
+            facts, ended=True, termination=event.termination_reason, close_team=team, close_list=listed
+        )
     if isinstance(event, ConversationClosed):
-        return msgspec.structs.replace(facts, closed=True)
+        return msgspec.structs.replace(facts, closed=True, close_list=tenant.contact_list(facts.project, facts.contact))
     if isinstance(event, OutcomeSelected) and not event.late:
         # a conversation kept active collects several: the last one before the close counts
         return selected(facts, tenant, event)
@@ -272,6 +322,27 @@ def fold_tenant(tenant: TenantState, event: DomainEvent) -> None:
     elif isinstance(event, OutcomeDefined | OutcomeChanged):
         d = event.definition
         tenant.definitions[(event.project_id, d.code)] = (d.category, d.parent)
+    elif isinstance(event, ProjectCreated | ProjectChanged):
+        tenant.project_lists[event.project_id] = event.settings.contact_list
+    elif isinstance(event, ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted):
+        was = tenant.contacts.get(event.contact_id, ContactList())
+        tenant.contacts[event.contact_id] = contact_list_after(was, event)
+
+
+def contact_list_after(
+    was: ContactList, event: ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted
+) -> ContactList:
+    """A contact's list after one event: a save sets the saved list; an outcome's move or
+    removal overrides it until reverted (back to the saved list, or to the list it left)."""
+    if isinstance(event, ContactSaved):
+        return msgspec.structs.replace(was, saved=event.contact_list)
+    if isinstance(event, ContactMovedToList):
+        return msgspec.structs.replace(was, changed=True, current=event.to_list)
+    if isinstance(event, ContactRemovedFromList):
+        return msgspec.structs.replace(was, changed=True, current=None)
+    return msgspec.structs.replace(
+        was, changed=not event.as_saved, current=None if event.as_saved else event.contact_list
+    )
 
 
 def cell(facts: Facts | None) -> Cell | None:
@@ -294,6 +365,7 @@ def cell(facts: Facts | None) -> Cell | None:
         selected_by="" if s is None else "system" if s.by_system else "agent",
         corrected=bool(s and s.corrected),
         category=s.category if s else None,
+        contact_list=s.contact_list if s else facts.close_list,
     )
 
 
@@ -365,24 +437,50 @@ class OutcomeMixView(View):
             pipe.hgetall(_key(self.keys, "a", t))
             pipe.hgetall(_key(self.keys, "o", t))
             pipe.hmget(_key(self.keys, "i", t), wanted[t] or ["-"])
+            pipe.hgetall(_key(self.keys, "pl", t))
         replies = iter(pipe.execute())
         state = State()
         for t in tenants:
-            tz, teams, defs, found = next(replies), next(replies), next(replies), next(replies)
+            tz, teams, defs, found, lists = (next(replies) for _ in range(5))
             state.tenants[t] = TenantState(
                 tz=tz.decode() if tz else None,
                 teams={a.decode(): msgspec.json.decode(v) for a, v in teams.items()},
                 definitions=_definitions(defs),
+                project_lists={p.decode(): msgspec.json.decode(v) for p, v in lists.items()},
             )
             for name, raw in zip(wanted[t], found, strict=False):
                 kind, _, ident = name.partition(":")
                 state.interactions[(t, kind, ident)] = _facts.decode(raw) if raw else None
+        self._load_contacts(state, events)
         return state
+
+    def _load_contacts(self, state: State, events: Sequence[DomainEvent]) -> None:
+        """The lists of the contacts the batch names or whose interactions it touches."""
+        contacts: dict[str, set[str]] = defaultdict(set)
+        for e in events:
+            contact = getattr(e, "contact_id", None)
+            if isinstance(contact, str):
+                contacts[e.tenant_id].add(contact)
+        for (t, _kind, _ident), facts in state.interactions.items():
+            if facts is not None and facts.contact is not None:
+                contacts[t].add(facts.contact)
+        wanted = {t: sorted(c) for t, c in contacts.items() if c}
+        if not wanted:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for t, names in wanted.items():
+            pipe.hmget(_key(self.keys, "cl", t), names)
+        for (t, names), found in zip(wanted.items(), pipe.execute(), strict=True):
+            tenant = state.tenants.setdefault(t, TenantState())
+            tenant.contacts.update({c: _contact_list.decode(raw) for c, raw in zip(names, found, strict=True) if raw})
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
         state = self.load(events)
         before = dict(state.interactions)
-        loaded = {t: (s.tz, dict(s.teams), dict(s.definitions)) for t, s in state.tenants.items()}
+        loaded = {
+            t: (s.tz, dict(s.teams), dict(s.definitions), dict(s.project_lists), dict(s.contacts))
+            for t, s in state.tenants.items()
+        }
         changed = fold(state, events)
         delta = moves(before, state, changed)
         out = Changes()
@@ -413,7 +511,14 @@ class OutcomeMixView(View):
         return out
 
     def _tenant_writes(
-        self, t: str, s: TenantState, tz: str | None, teams: dict[str, str | None], defs: Definitions
+        self,
+        t: str,
+        s: TenantState,
+        tz: str | None,
+        teams: dict[str, str | None],
+        defs: Definitions,
+        lists: dict[str, str | None],
+        contacts: dict[str, ContactList],
     ) -> Iterator[Assignment]:
         if s.tz != tz and s.tz is not None:
             yield (_key(self.keys, "tz"), t, s.tz)
@@ -423,6 +528,12 @@ class OutcomeMixView(View):
         for (project, code), value in s.definitions.items():
             if defs.get((project, code)) != value:
                 yield (_key(self.keys, "o", t), _pack([project, code]), _pack(list(value)))
+        for project, listed in s.project_lists.items():
+            if project not in lists or lists[project] != listed:
+                yield (_key(self.keys, "pl", t), project, _pack(listed))
+        for contact, on in s.contacts.items():
+            if contacts.get(contact) != on:
+                yield (_key(self.keys, "cl", t), contact, _pack(on))
 
 
 # -- the query -----------------------------------------------------------------------------------------
@@ -455,6 +566,7 @@ class MixFilter:
     termination_reason: str | None = None
     date_from: date | None = None
     date_to: date | None = None
+    contact_list: str | None = None
 
     def day_in_range(self, day: str) -> bool:
         d = date.fromisoformat(day)
@@ -468,6 +580,7 @@ class MixFilter:
             (self.channel, c.channel),
             (self.direction, c.direction),
             (self.termination_reason, c.termination),
+            (self.contact_list, c.contact_list),
         )
         return all(want is None or want == got for want, got in wanted)
 
@@ -492,6 +605,8 @@ def group_key(c: Cell, day: str, group_by: GroupBy, as_defined: AsDefined, now: 
         return c.agent or NO_OUTCOME
     if group_by == "team":
         return c.team or NO_OUTCOME
+    if group_by == "list":
+        return c.contact_list or NO_OUTCOME
     if group_by == "project":
         return c.project
     return day if group_by == "day" else _iso_week(day)
@@ -500,6 +615,12 @@ def group_key(c: Cell, day: str, group_by: GroupBy, as_defined: AsDefined, now: 
 def definitions(client: redis.Redis, keys: ShardKeys, tenant: str) -> Definitions:
     """The tenant's outcome catalogue as the view holds it now."""
     return _definitions(cast(dict[bytes, bytes], client.hgetall(_key(keys, "o", tenant))))
+
+
+def defined_codes(now: Definitions, project: str | None) -> list[str]:
+    """The rows a report by outcome lists even at zero: every outcome defined globally or in
+    the project (every project's when none is chosen), and ``-``."""
+    return sorted({code for scope, code in now if scope is None or project is None or scope == project} | {NO_OUTCOME})
 
 
 def read_cells(client: redis.Redis, keys: ShardKeys, tenant: str, f: MixFilter) -> list[tuple[str, Cell, int, Decimal]]:
@@ -538,23 +659,27 @@ def outcome_mix(
     termination_reason: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
+    contact_list: str | None = None,
     group_by: GroupBy = "outcome",
     as_defined: AsDefined = "then",
+    defined_as: Definitions | None = None,
 ) -> list[MixRow]:
     """Counts and percentages per group, sorted by key; grouped by outcome, every outcome
-    defined for the tenant (globally, or in the filtered project) has a row, and ``-``."""
-    f = MixFilter(interaction, project, agent, team, channel, direction, termination_reason, date_from, date_to)
+    defined for the tenant (globally, or in the filtered project) has a row, and ``-``.
+    ``defined_as`` replaces the catalogue "as defined now" reads (an earlier definition set)."""
+    f = MixFilter(
+        interaction, project, agent, team, channel, direction, termination_reason, date_from, date_to, contact_list
+    )
     now = definitions(client, keys, tenant)
+    rollup = now if defined_as is None else defined_as
     # per key: count, by agents, by the system, corrected
     counts: dict[str, list[int]] = {}
     revenue: dict[str, Decimal] = defaultdict(Decimal)
     if group_by == "outcome":
-        for scope, code in now:
-            if scope is None or project is None or scope == project:
-                counts.setdefault(code, [0, 0, 0, 0])
-        counts.setdefault(NO_OUTCOME, [0, 0, 0, 0])
+        for code in defined_codes(now, project):
+            counts.setdefault(code, [0, 0, 0, 0])
     for day, c, n, money in read_cells(client, keys, tenant, f):
-        key = group_key(c, day, group_by, as_defined, now)
+        key = group_key(c, day, group_by, as_defined, rollup)
         row = counts.setdefault(key, [0, 0, 0, 0])
         row[0] += n
         row[1] += n if c.selected_by == "agent" else 0

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
+import msgspec
 from hypothesis import strategies as st
 
 from events.codec import DomainEvent
@@ -50,6 +51,9 @@ AGENTS = ("anna", "bob", "cara")
 TEAMS = ("north", "south")
 PROJECTS = ("p1", "p2")
 CONTACTS = ("k1", "k2", "k3")
+LISTS = ("LA", "LB")
+#: the contacts' lists when the world is configured (k3 is on none)
+CONTACT_LISTS = {"k1": "LA", "k2": "LB", "k3": None}
 REASONS = ("agent_hangup", "customer_hangup", "network")
 CHANNELS = ("chat", "sms")
 UNANSWERED: tuple[TelephonyStatus, ...] = ("no_answer", "busy", "answering_machine", "drop_hang_up")
@@ -106,6 +110,26 @@ class Driver:
 
     def move(self, agent_id: str, team_id: str | None) -> None:
         self.configure(lambda c, ctx: config_rules.set_agent_team(c, ctx, agent_id, team_id))
+
+    def project_list(self, project_id: str, contact_list: str | None) -> None:
+        """The project's contact list changes (its other settings stay)."""
+
+        def change(c: Catalogue, ctx: Context) -> Sequence[DomainEvent]:
+            settings = msgspec.structs.replace(c.projects[project_id].settings, contact_list=contact_list)
+            return config_rules.change_project(c, ctx, project_id, settings)
+
+        self.configure(change)
+
+    def save_contact(self, contact_id: str, contact_list: str | None) -> None:
+        self.ledger.save_contact(
+            self.ctx("admin:test"),
+            contact_id=contact_id,
+            name=None,
+            numbers=(),
+            time_zone="UTC",
+            company_id=None,
+            contact_list=contact_list,
+        )
 
     # calls
     def start_call(
@@ -354,6 +378,9 @@ class HistoryPlan:
     #: team moves played between interactions: (after how many interactions, agent, team)
     moves: tuple[tuple[int, str, str | None], ...]
     later: tuple[Later, ...]
+    #: contact-list changes played between interactions: (after how many interactions, a
+    #: contact re-saved on a list, or "p1" given a project list, the list or None)
+    list_moves: tuple[tuple[int, str, str | None], ...] = ()
     #: an outcome whose flags change at the end ("as defined then" and "now" differ)
     change: OutcomePlan | None = None
     codes: dict[str, OutcomePlan] = field(default_factory=dict, compare=False)
@@ -469,6 +496,10 @@ def history_plans(draw: st.DrawFn, max_calls: int = 10, max_conversations: int =
         draw(st.tuples(st.integers(0, total), agents, st.none() | st.sampled_from(TEAMS)))
         for _ in range(draw(st.integers(0, 3)))
     )
+    list_moves = tuple(
+        draw(st.tuples(st.integers(0, total), st.sampled_from((*CONTACTS, "p1")), st.none() | st.sampled_from(LISTS)))
+        for _ in range(draw(st.integers(0, 3)))
+    )
     targets = [c.call_id for c in calls] + [c.conversation_id for c in conversations]
     later: list[Later] = []
     for _ in range(draw(st.integers(0, 4))):
@@ -504,6 +535,7 @@ def history_plans(draw: st.DrawFn, max_calls: int = 10, max_conversations: int =
         conversations=tuple(conversations),
         moves=moves,
         later=tuple(later),
+        list_moves=list_moves,
         change=change,
         codes={o.code: o for o in outcomes},
     )
@@ -525,6 +557,8 @@ def configure_world(d: Driver, outcomes: Sequence[OutcomePlan]) -> None:
         d.define(o.definition())
     d.project("p1", ProjectSettings(name="Outbound", direction="outbound"))
     d.project("p2", ProjectSettings(name="Inbound", direction="blended", wrap_up=WrapUp(mode="optional")))
+    for contact, contact_list in CONTACT_LISTS.items():
+        d.save_contact(contact, contact_list)
 
 
 def _at(minute: int) -> datetime:
@@ -538,7 +572,15 @@ def play_call(d: Driver, c: CallPlan) -> None:
         with d.attempt("start conversation"):
             d.start_conversation(conversation_id, c.project, start, channel="voice", contact_id=c.contact)
     try:
-        d.start_call(c.call_id, c.project, c.direction, start, agent=c.agent, conversation_id=conversation_id)
+        d.start_call(
+            c.call_id,
+            c.project,
+            c.direction,
+            start,
+            agent=c.agent,
+            conversation_id=conversation_id,
+            contact_id=c.contact,
+        )
     except DomainError:
         return
     answered = start + timedelta(seconds=7)
@@ -612,6 +654,11 @@ def play(d: Driver, plan: HistoryPlan) -> None:
         for when, agent, team in plan.moves:
             if when == n:
                 d.move(agent, team)
+        for when, target, contact_list in plan.list_moves:
+            if when == n and target in CONTACTS:
+                d.save_contact(target, contact_list)
+            elif when == n:
+                d.project_list(target, contact_list)
         if isinstance(interaction, CallPlan):
             starts[interaction.call_id] = interaction.start_minute
             play_call(d, interaction)

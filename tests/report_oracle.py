@@ -33,6 +33,13 @@ Readings of PRODUCT.md made here (where it is silent or leaves a choice):
   of ``CallStarted``/``CallAnswered``/``AgentConnected``). **Team**: the agent's team as of
   that selection's position in the log (``AgentTeamChanged`` events before it); for an
   interaction with no selection, as of the event that closed it.
+* **Contact list** of an interaction ("as of each selection", issue 5): the list in force
+  when its selection was recorded -- the project's contact list (PRODUCT.md §1 "a project has
+  ... a contact list") if it has one, else the list the contact is on: as last saved, unless
+  an outcome moved it to another list or removed it from its list since (then that, until a
+  revert puts it back where it was). A correction keeps the list of the selection it
+  corrects; an interaction with no selection takes the list in force when the call ended or
+  the conversation closed.
 * **System vs agent selections**: a selection is a system selection when its actor is
   ``system`` (§1: "timers and automatic selections record system"); every other actor is a
   person.
@@ -64,6 +71,10 @@ from events.types import (
     CallEnded,
     CallStarted,
     CallUnanswered,
+    ContactListChangeReverted,
+    ContactMovedToList,
+    ContactRemovedFromList,
+    ContactSaved,
     ConversationClosed,
     ConversationStarted,
     OutcomeChanged,
@@ -71,10 +82,12 @@ from events.types import (
     OutcomeDefined,
     OutcomeDefinition,
     OutcomeSelected,
+    ProjectChanged,
+    ProjectCreated,
 )
 
 NO_OUTCOME = "-"
-GroupBy = Literal["outcome", "category", "agent", "team", "project", "day", "week"]
+GroupBy = Literal["outcome", "category", "agent", "team", "list", "project", "day", "week"]
 Kind = Literal["call", "conversation"]
 #: a catalogue of definitions: (project_id or None for a global outcome, code) -> definition
 Defs = dict[tuple[str | None, str], OutcomeDefinition]
@@ -97,6 +110,7 @@ class Sel:
     category_then: str
     late: bool
     corrected: bool = False
+    contact_list: str | None = None
 
 
 @dataclass
@@ -116,6 +130,7 @@ class Interaction:
     termination_reason: str | None = None
     closed_at: datetime | None = None
     close_team: str | None = None
+    close_list: str | None = None
     #: non-late selections in order: a call has at most one; a conversation one per selection
     selections: list[Sel] = field(default_factory=list)
     late: list[Sel] = field(default_factory=list)
@@ -149,6 +164,11 @@ class Interaction:
         if o is not None and o.agent is not None:
             return o.team
         return self.close_team
+
+    @property
+    def contact_list(self) -> str | None:
+        o = self.outcome
+        return o.contact_list if o is not None else self.close_list
 
     @property
     def telephony_status(self) -> str | None:
@@ -197,9 +217,34 @@ def rebuild(events: Sequence[DomainEvent]) -> Ledger:
     defs: Defs = {}
     team_of: dict[str, str | None] = {}
     found: dict[tuple[Kind, str], Interaction] = {}
+    project_list: dict[str, str | None] = {}
+    saved_list: dict[str, str | None] = {}
+    #: contact -> the list an outcome moved it to (None: removed); absent: not moved
+    moved_list: dict[str, str | None] = {}
+
+    def list_of(i: Interaction) -> str | None:
+        if project_list.get(i.project) is not None:
+            return project_list[i.project]
+        if i.contact_id is None:
+            return None
+        return moved_list[i.contact_id] if i.contact_id in moved_list else saved_list.get(i.contact_id)
+
     for e in events:
         if isinstance(e, OutcomeDefined | OutcomeChanged):
             defs[(e.project_id, e.definition.code)] = e.definition
+        elif isinstance(e, ProjectCreated | ProjectChanged):
+            project_list[e.project_id] = e.settings.contact_list
+        elif isinstance(e, ContactSaved):
+            saved_list[e.contact_id] = e.contact_list
+        elif isinstance(e, ContactMovedToList):
+            moved_list[e.contact_id] = e.to_list
+        elif isinstance(e, ContactRemovedFromList):
+            moved_list[e.contact_id] = None
+        elif isinstance(e, ContactListChangeReverted):
+            if e.as_saved:
+                moved_list.pop(e.contact_id, None)
+            else:
+                moved_list[e.contact_id] = e.contact_list
         elif isinstance(e, AgentTeamChanged):
             team_of[e.agent_id] = e.team_id
         elif isinstance(e, CallStarted):
@@ -240,9 +285,11 @@ def rebuild(events: Sequence[DomainEvent]) -> Ledger:
             call.ended_at = e.occurred_at
             call.termination_reason = e.termination_reason
             call.close_team = team_of.get(call.fact_agent) if call.fact_agent else None
+            call.close_list = list_of(call)
         elif isinstance(e, ConversationClosed):
             conv = found[("conversation", e.conversation_id)]
             conv.closed_at = e.occurred_at
+            conv.close_list = list_of(conv)
         elif isinstance(e, OutcomeSelected):
             target = found[(e.interaction, e.interaction_id)]
             agent = _selector(e.actor, e.agent_id) or target.fact_agent
@@ -255,6 +302,7 @@ def rebuild(events: Sequence[DomainEvent]) -> Ledger:
                 team=team_of.get(agent) if agent else None,
                 category_then=_root_category(defs, e.project_id, e.definition),
                 late=e.late,
+                contact_list=list_of(target),
             )
             (target.late if e.late else target.selections).append(sel)
         elif isinstance(e, OutcomeCorrected):
@@ -270,6 +318,7 @@ def rebuild(events: Sequence[DomainEvent]) -> Ledger:
                 category_then=_root_category(defs, e.project_id, e.definition),
                 late=False,
                 corrected=True,
+                contact_list=corrected.contact_list,
             )
     return Ledger(interactions=found, defs_now=defs)
 
@@ -326,6 +375,7 @@ def in_report(
     termination_reason: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
+    contact_list: str | None = None,
 ) -> bool:
     """Whether the interaction is in a report with these filters."""
     day = local_day(i.started_at, tz)
@@ -340,6 +390,7 @@ def in_report(
         and (termination_reason is None or i.termination_reason == termination_reason)
         and (date_from is None or day >= date_from)
         and (date_to is None or day <= date_to)
+        and (contact_list is None or i.contact_list == contact_list)
     )
 
 
@@ -356,6 +407,7 @@ def outcome_mix(
     termination_reason: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
+    contact_list: str | None = None,
     group_by: GroupBy = "outcome",
     as_defined: Literal["then", "now"] = "then",
     catalogue_now: Mapping[tuple[str | None, str], OutcomeDefinition] | None = None,
@@ -383,6 +435,7 @@ def outcome_mix(
             termination_reason=termination_reason,
             date_from=date_from,
             date_to=date_to,
+            contact_list=contact_list,
         )
     ]
     counts: dict[str, list[int]] = {}
@@ -404,6 +457,8 @@ def outcome_mix(
             key = i.agent or NO_OUTCOME
         elif group_by == "team":
             key = i.team or NO_OUTCOME
+        elif group_by == "list":
+            key = i.contact_list or NO_OUTCOME
         elif group_by == "project":
             key = i.project
         elif group_by == "day":

@@ -24,6 +24,7 @@ from tests import report_oracle
 from tests.history_strategies import (
     AGENTS,
     CHANNELS,
+    LISTS,
     PROJECTS,
     REASONS,
     TEAMS,
@@ -62,6 +63,7 @@ def filters(draw: st.DrawFn) -> dict[str, Any]:
         "channel": draw(st.none() | st.sampled_from((*CHANNELS, "voice"))),
         "direction": draw(st.none() | st.sampled_from(("inbound", "outbound"))),
         "termination_reason": draw(st.none() | st.sampled_from(REASONS)),
+        "contact_list": draw(st.none() | st.sampled_from(LISTS)),
         "date_from": first,
         "date_to": last,
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,14 +28,15 @@ from services.api import (
     look_back_routes,
     qa_routes,
     report_routes,
+    trend_routes,
     webhook_routes,
 )
 from services.api.common import Principal, authenticate, in_thread, runtime_of
 from services.api.errors import HANDLERS
 from services.api.metrics import register_collector, request_metrics
 from services.api.openapi import document
+from services.api.report_routes import QuotaStatus, quota_status
 from services.config import Settings
-from services.errors import NotFound
 from services.permissions import Action
 from services.registry import Authoriser
 from services.runtime import Runtime
@@ -65,33 +65,10 @@ async def get_outcome_counts(project_id: str, principal: Principal, state: State
     return bodies.OutcomeCounts(project_id=project_id, counts=counts, position=position)
 
 
-class QuotaStatus(msgspec.Struct, frozen=True, kw_only=True):
-    outcome_code: str
-    quota: int
-    selections: int
-    reached_at: datetime | None
-
-
 @get("/v1/projects/{project_id:str}/quotas", summary="Quota status per outcome in a project", operation_id="getQuotas")
 async def get_quotas(project_id: str, principal: Principal, state: State) -> list[QuotaStatus]:
     principal.require(Action.READ_REPORTS)
-    runtime = runtime_of(state)
-    ledger = await in_thread(runtime.ledger, principal.tenant_id)
-    catalogue = await in_thread(ledger.catalogue, principal.tenant_id)
-    project = catalogue.projects.get(project_id)
-    if project is None:
-        raise NotFound(f"project {project_id!r} not found")
-    keys = runtime.shard_keys(principal.tenant_id)
-    counts = await in_thread(outcome_counts, runtime.client, keys, principal.tenant_id, project_id)
-    return [
-        QuotaStatus(
-            outcome_code=code,
-            quota=quota,
-            selections=counts.get(code, 0),
-            reached_at=await in_thread(ledger.quota_reached, principal.tenant_id, project_id, code),
-        )
-        for code, quota in sorted(project.settings.quotas.items())
-    ]
+    return await in_thread(quota_status, runtime_of(state), principal.tenant_id, project_id)
 
 
 @get("/schema/asyncapi.json", include_in_schema=False, media_type="application/json")
@@ -170,6 +147,10 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         report_routes.get_history,
         report_routes.get_sample,
         qa_routes.get_qa_report,
+        trend_routes.get_trend,
+        trend_routes.get_alerts,
+        trend_routes.get_definition_comparison,
+        trend_routes.get_follow_up_sla,
         health,
         dashboard_routes.dashboard,
         dashboard_routes.dashboard_asset,

@@ -270,7 +270,17 @@ def document(openapi: OpenAPI) -> OpenAPI:
             )
         }
 
-    for report in ("getOutcomeMix", "getRates", "getHistory", "getSample", "getQaReport"):
+    for report in (
+        "getOutcomeMix",
+        "getRates",
+        "getHistory",
+        "getSample",
+        "getQaReport",
+        "getOutcomeTrend",
+        "getAlerts",
+        "getDefinitionComparison",
+        "getFollowUpSla",
+    ):
         if (op := operations.get(report)) is None:
             continue
         # ?format=csv: the same rows as CSV (Litestar documents only the JSON answer)

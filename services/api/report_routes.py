@@ -6,7 +6,7 @@ import csv
 import io
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, cast
 
 import msgspec
@@ -18,17 +18,46 @@ from events.keys import ShardKeys
 from projections.history import BadCursor, HistoryFilter, HistoryRow, Sample, history, sample
 from projections.interactions import NAME as INTERACTIONS
 from projections.interactions import NO_OUTCOME
+from projections.outcome_counts import outcome_counts
 from projections.outcome_mix import NAME as OUTCOME_MIX
 from projections.outcome_mix import AsDefined, GroupBy, Kind, MixRow, outcome_mix
 from projections.rates import Period, Rates, rates
 from services.api.common import Principal, in_thread, runtime_of
-from services.errors import BadRequest
+from services.errors import BadRequest, NotFound
 from services.permissions import Action
 from services.runtime import Runtime
 
 #: a filter value: the id shape every id has (a longer or odder one names nothing)
 FilterId = Annotated[str | None, QueryParameter(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+-]+$")]
+QUOTA_COLUMNS = ("outcome_code", "quota", "selections", "reached_at")
 CSV_COLUMNS = ("key", "count", "percentage", "agent_selections", "system_selections", "corrected", "revenue")
+
+
+class QuotaStatus(msgspec.Struct, frozen=True, kw_only=True):
+    outcome_code: str
+    quota: int
+    #: selections so far in the project (all time: a quota is not per period)
+    selections: int
+    reached_at: datetime | None
+
+
+def quota_status(runtime: Runtime, tenant: str, project_id: str) -> list[QuotaStatus]:
+    """The project's quotas (PRODUCT.md §1): each outcome's quota, its selections and when
+    ``QuotaReached`` was recorded; 404 for an unknown project."""
+    ledger = runtime.ledger(tenant)
+    project = ledger.catalogue(tenant).projects.get(project_id)
+    if project is None:
+        raise NotFound(f"project {project_id!r} not found")
+    counts = outcome_counts(runtime.client, runtime.shard_keys(tenant), tenant, project_id)
+    return [
+        QuotaStatus(
+            outcome_code=code,
+            quota=quota,
+            selections=counts.get(code, 0),
+            reached_at=ledger.quota_reached(tenant, project_id, code),
+        )
+        for code, quota in sorted(project.settings.quotas.items())
+    ]
 
 
 class OutcomeMixReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +69,8 @@ class OutcomeMixReport(msgspec.Struct, frozen=True, kw_only=True):
     #: the view's tracking position: the report holds every event up to this log position
     position: int
     rows: list[MixRow]
+    #: with a project filter: its quota status per outcome (PRODUCT.md §1 quotas)
+    quotas: list[QuotaStatus] | None = None
 
 
 def mix_csv(rows: list[MixRow]) -> str:
@@ -54,11 +85,13 @@ def mix_csv(rows: list[MixRow]) -> str:
 
 @get(
     "/v1/reports/outcome-mix",
-    summary="Outcome mix: interactions per outcome (or category, agent, team, project, day, week)",
+    summary="Outcome mix: interactions per outcome (or category, agent, team, contact list, project, day, week)",
     description=(
         "Counts and percentages of calls or conversations, each counted once under the outcome that stands "
-        "(a conversation's closing one, as corrected; '-' for none), dated by the tenant-local day of its start. "
-        "Grouped by outcome, every defined outcome has a row. `format=csv` gives the same rows as CSV."
+        "(a conversation's closing one, as corrected; '-' for none), dated by the tenant-local day of its start; "
+        "agent, team and contact list as of the selection. Grouped by outcome, every defined outcome has a row. "
+        "With a project: its quota status per outcome. `format=csv` gives the same rows as CSV (`table=quotas`: "
+        "the quota status)."
     ),
     operation_id="getOutcomeMix",
 )
@@ -72,11 +105,13 @@ async def get_outcome_mix(
     channel: FilterId = None,
     direction: FromQuery[Literal["inbound", "outbound"] | None] = None,
     termination_reason: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    contact_list: FilterId = None,
     date_from: FromQuery[date | None] = None,
     date_to: FromQuery[date | None] = None,
     group_by: FromQuery[GroupBy] = "outcome",
     as_defined: FromQuery[AsDefined] = "then",
     format: FromQuery[Literal["json", "csv"]] = "json",
+    table: FromQuery[Literal["rows", "quotas"]] = "rows",
 ) -> Response[OutcomeMixReport]:
     principal.require(Action.READ_REPORTS)
     if date_from is not None and date_to is not None and date_from > date_to:
@@ -100,12 +135,19 @@ async def get_outcome_mix(
             termination_reason=termination_reason,
             date_from=date_from,
             date_to=date_to,
+            contact_list=contact_list,
             group_by=group_by,
             as_defined=as_defined,
         )
         return rows, int(position) if position is not None else 0  # type: ignore[arg-type]
 
     rows, position = await in_thread(read)
+    quotas = await in_thread(quota_status, runtime, principal.tenant_id, project) if project else None
+    if format == "csv" and table == "quotas":
+        if quotas is None:
+            raise BadRequest("table=quotas needs a project")
+        lines = ([q.outcome_code, q.quota, q.selections, _blank(q.reached_at)] for q in quotas)
+        return cast(Response[OutcomeMixReport], _as_csv(_csv(QUOTA_COLUMNS, lines)))
     if format == "csv":
         # documented as text/csv next to the JSON (services/api/openapi.py); typed as the JSON
         # answer so the document keeps the report's schema
@@ -117,6 +159,7 @@ async def get_outcome_mix(
         total=sum(r.count for r in rows),
         position=position,
         rows=rows,
+        quotas=quotas,
     )
     return Response(report)
 
