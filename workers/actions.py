@@ -29,13 +29,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from typing import cast
+from uuid import UUID
 
 import msgspec
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from events.codec import DomainEvent, StructMapper, now
-from events.keys import ShardKeys
+from events.keys import ShardKeys, decode_originator_id
 from events.store import RedisFactory, StreamEntries, xrange
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
@@ -43,6 +44,7 @@ from services.ledger import Ledger
 from services.rules import Context
 from services.rules import sms as sms_rules
 from services.runtime import Runtime
+from services.sms import Sms, project_sms
 from services.sms_gateway import Gateway
 
 log = logging.getLogger("outcomes.actions")
@@ -106,7 +108,7 @@ class LogFollower:
         entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", "+", self.batch_size)
         if not entries:
             return 0
-        wanted = [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
+        wanted = self.select(entries)
         ahead = _Ahead(self, wanted)
         recorded = position
         pending: list[tuple[int, Decided]] = []  # decided ahead, one tenant, not yet written
@@ -126,7 +128,7 @@ class LogFollower:
                     decided = ahead.result(i)
                     if decided is None:  # it may depend on what came before: decide it now
                         flush()
-                        if self.act(self.decode(fields), nid):
+                        if self.act(fields, nid):
                             recorded = nid  # the stored position
                     elif decided[1]:
                         if pending and pending[0][1][0] != decided[0]:
@@ -153,11 +155,16 @@ class LogFollower:
         """Block until the log has an entry after the position (or the timeout passes)."""
         self.client.xread({self.keys.log: f"{self.position()}-0"}, count=1, block=timeout_ms)
 
-    def act(self, event: DomainEvent, nid: int) -> bool:
-        """Do what the entry asks; True when that recorded the position (with the events)."""
-        return self.commit(self.decide(event), nid)
+    def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
+        """The batch's entries to decide, with their positions: those of the wanted types."""
+        return [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
 
-    def _decide(self, fields: dict[bytes, bytes]) -> Decided:
+    def act(self, fields: dict[bytes, bytes], nid: int) -> bool:
+        """Do what the entry asks; True when that recorded the position (with the events)."""
+        return self.commit(self.decide_entry(fields), nid)
+
+    def decide_entry(self, fields: dict[bytes, bytes]) -> Decided:
+        """(tenant, events to record) for one wanted log entry."""
         return self.decide(self.decode(fields))
 
     def commit(self, decided: Decided, nid: int) -> bool:
@@ -213,21 +220,36 @@ class _Ahead:
         while self.submitted < min(i + self.follower.parallel, len(self.wanted)):
             if self.submitted in self.independent:
                 fields = self.wanted[self.submitted][1]
-                self.futures[self.submitted] = pool.submit(self.follower._decide, fields)
+                self.futures[self.submitted] = pool.submit(self.follower.decide_entry, fields)
             self.submitted += 1
         future = self.futures.pop(i, None)
         return future.result() if future is not None else None
 
 
 class SmsPlanner(LogFollower):
+    """Records the SMS a selection's outcome asks for. Given the process's ``SmsSender``, it
+    hands an auto-sent request to it at once and records the request and the gateway's
+    answer in one write (with its position): the log still says all that was done, and the
+    sender, following the log, finds that SMS settled and leaves it (``SmsSender.select``)."""
+
     name = PLANNER
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
     #: a selection's SMS depends on its own interaction only (a correction on its selection)
-    parallel = 8
+    parallel = 16
+
+    def __init__(self, settings: Settings, sender: SmsSender | None = None, **options: int) -> None:
+        super().__init__(settings, **options)
+        self.sender = sender
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
-        return event.tenant_id, self.ledger.sms_requests(event)
+        requested = self.ledger.sms_requests(event)
+        last = requested[-1] if requested else None
+        if self.sender is not None and isinstance(last, SmsRequested) and not last.draft:
+            sms = project_sms(None, [last])
+            assert sms is not None
+            return event.tenant_id, [*requested, *self.sender.deliver(sms)]
+        return event.tenant_id, requested
 
 
 class FollowUpPlanner(LogFollower):
@@ -243,6 +265,26 @@ class FollowUpPlanner(LogFollower):
         return event.tenant_id, self.ledger.follow_up_requests(event)
 
 
+#: the events after which an SMS is settled: nothing more is sent
+_SETTLING = frozenset({b"SmsSent", b"SmsFailed", b"SmsSuppressed", b"SmsCancelled"})
+
+
+def unsettled(entries: StreamEntries, wanted: frozenset[bytes]) -> list[tuple[int, dict[bytes, bytes]]]:
+    """The wanted entries of a batch, but an SMS request settled by a later entry of the same
+    batch (sent by the planner in the same write, suppressed, cancelled): known from the log
+    alone, without reading the SMS."""
+    settled: set[bytes] = set()
+    chosen: list[tuple[int, dict[bytes, bytes]]] = []
+    for eid, fields in reversed(entries):
+        kind = fields[b"t"]
+        if kind in _SETTLING:
+            settled.add(fields[b"o"])
+        elif kind in wanted and not (kind == b"SmsRequested" and fields[b"o"] in settled):
+            chosen.append((int(eid.split(b"-")[0]), fields))
+    chosen.reverse()
+    return chosen
+
+
 class SmsSender(LogFollower):
     name = SENDER
     #: a request goes at once, a draft once the agent approves it
@@ -255,23 +297,42 @@ class SmsSender(LogFollower):
         super().__init__(settings, **options)
         self.gateway = gateway
 
+    def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
+        return unsettled(entries, self.wanted)
+
+    def decide_entry(self, fields: dict[bytes, bytes]) -> Decided:
+        # decided from the SMS as loaded: the log entry gives its id and tenant, undecoded
+        sms_id = decode_originator_id(fields[b"o"].decode())
+        if b"n" not in fields or not isinstance(sms_id, UUID):  # not an SMS of a tenant
+            return super().decide_entry(fields)
+        return self.settle(fields[b"n"].decode(), sms_id)
+
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, SmsRequested | SmsDraftApproved)
-        tenant_id = event.tenant_id
-        sms = self.ledger.sms(tenant_id, event.originator_id)
+        return self.settle(event.tenant_id, event.originator_id)
+
+    def settle(self, tenant_id: str, sms_id: UUID) -> Decided:
+        """Send the SMS if it is still to go; its answer (or the refusal) to record."""
+        sms = self.ledger.sms(tenant_id, sms_id)
         if sms.status != "pending":  # settled already, or a draft still with the agent
             return tenant_id, []
         ctx = Context(tenant_id, "system", now())
-        contact = self.ledger.contact(tenant_id, event.contact_id) if event.contact_id else None
+        contact_id = sms.request.contact_id
+        contact = self.ledger.contact(tenant_id, contact_id) if contact_id else None
         refused = sms_rules.opted_out_since(sms, contact, ctx)
         if refused:
             return tenant_id, refused
+        return tenant_id, self.deliver(sms, ctx)
+
+    def deliver(self, sms: Sms, ctx: Context | None = None) -> list[DomainEvent]:
+        """Hand a pending SMS to the gateway; the answer as the SMS's next event."""
+        ctx = ctx or Context(sms.tenant_id, "system", now())
         to_number = sms.request.to_number
         assert to_number is not None  # a request without a number is suppressed when made
         delivery = self.gateway.send(str(sms.id), to_number, sms.body)
         if not delivery.ok:
             log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
-        return tenant_id, sms_rules.delivered(
+        return sms_rules.delivered(
             sms,
             ctx,
             gateway=self.gateway.name,
@@ -288,9 +349,10 @@ def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     from workers.flows import FlowPublisher
     from workers.webhooks import WebhookDispatcher
 
+    sender = SmsSender(settings, gateway)
     return [
-        SmsPlanner(settings),
-        SmsSender(settings, gateway),
+        SmsPlanner(settings, sender),
+        sender,
         FollowUpPlanner(settings),
         ContactListPlanner(settings),
         FlowPublisher(settings),
@@ -338,7 +400,7 @@ def requeue(settings: Settings, gateway: Gateway, entry_id: str) -> DeadLetter:
     letter = _dead_letter(*found[0])
     worker = follower[letter.worker]
     (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
-    tenant, events = worker.decide(worker.decode(fields))
+    tenant, events = worker.decide_entry(fields)
     if events:
         with contextlib.suppress(IntegrityError):  # done meanwhile
             worker.ledger.save(*events, tenant=tenant)
