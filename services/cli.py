@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import click
 import redis
@@ -60,13 +61,40 @@ def api(host: str, port: int, workers: int, access_log: bool, app: str) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the projection worker (a FastStream app on the log's consumer group)."""
-    from workers.app import run
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes sharing the work (restarted if they die).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["all", "actions", "projections"]),
+    default="all",
+    show_default=True,
+    help="'actions': the follow-up action followers only; 'projections': projections, timers and ingest only.",
+)
+@click.option("--process", "process", default=0, show_default=True, type=int, help="This process's index of --of.")
+@click.option(
+    "--of",
+    "of",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Processes started apart (e.g. on other hosts) sharing the work.",
+)
+def worker(processes: int, role: Literal["all", "actions", "projections"], process: int, of: int) -> None:
+    """Run the workers: projections on the log's consumer group, timers, ingest and the
+    follow-up action followers (docs/actions.md)."""
+    from workers.app import run, run_processes
 
     settings = _settings()
     _check_durability(settings)
-    run(settings)
+    if processes > 1:
+        run_processes(role, processes)
+    else:
+        run(settings, role=role, process=process, processes=of)
 
 
 @main.command()
