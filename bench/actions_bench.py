@@ -2,11 +2,12 @@
 forwarder, in one run (issue "Follow-up action workers": p99 under 100 ms at 500
 selections/s).
 
-    python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000]
+    python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000] [--split] [--profile F]
 
 Everything real: a private redis-server with ``appendfsync always``, ``outcomes worker`` as
 its own process (all its followers running: SMS planner and sender, follow-ups, contact
-lists, flows), and a local HTTP receiver process standing in for the SMS gateway
+lists, flows, webhooks; with ``--split`` the action followers in one process and the
+projections, timers and ingest in another), and a local HTTP receiver process standing in for the SMS gateway
 (``bench/receiver.py``) that logs when each SMS arrives.
 
 1. Paced: selections of an auto-send SMS outcome at ``--rate`` per second for
@@ -176,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--backlog", type=int, default=5000)
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="the action followers in a worker process of their own (--role actions), the rest in another",
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the backlog's worker into this file (speedscope JSON)"
     )
     args = parser.parse_args(argv)
@@ -206,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         ledger = seed(runtime)
         n = int(args.rate * args.seconds)
         paced_calls = start_calls(ledger, "p", n)
-        worker = spawn("-m", "services.cli", "worker")
+        roles = ["actions", "projections"] if args.split else ["all"]
+
+        def workers() -> list[subprocess.Popen[bytes]]:
+            return [spawn("-m", "services.cli", "worker", "--role", role) for role in roles]
+
+        running = workers()
         deadline = time.monotonic() + 120
         while not caught_up(runtime) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -215,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         by_key = {sms_key(c): t for c, t in sent.items()}
         results["paced"] = latency(by_key, wait_for(log, list(by_key), 120))
 
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        for worker in running:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
         backlog_calls = start_calls(ledger, "b", args.backlog)
         print(f"backlog: {args.backlog} selections, then the worker ...", flush=True)
         run_threads(8, [lambda c=c: select(ledger, c) for c in backlog_calls])  # type: ignore[misc]
-        drainer = spawn("-m", "services.cli", "worker")
+        drainer = workers()[0]  # the one with the action followers
         profiler = None
         if args.profile:  # py-spy (pip install py-spy) records the draining worker, all threads
             py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "-f", "speedscope", "-r", "50", "-s"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import click
 import redis
@@ -16,6 +16,9 @@ import redis
 from events.durability import WeakDurability, check_durability
 from services.config import Settings
 from services.permissions import Role
+
+if TYPE_CHECKING:
+    from workers.actions import DeadLetter
 
 
 def _settings() -> Settings:
@@ -210,12 +213,22 @@ def dlq() -> None:
     """The dead-letter stream: log entries a worker gave up on (REDIS_SHARD picks the shard)."""
 
 
+def _dead_letters() -> list[DeadLetter]:
+    from events.keys import ShardKeys
+    from workers.actions import dead_letters
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return dead_letters(client, ShardKeys(settings.shard, settings.key_prefix))
+    finally:
+        client.close()
+
+
 @dlq.command("list")
 def dlq_list() -> None:
     """One line per dead letter: id, worker, log position, event type, attempts, reason."""
-    from workers.actions import dead_letters
-
-    for letter in dead_letters(_settings()):
+    for letter in _dead_letters():
         click.echo(f"{letter.id}\t{letter.worker}\t{letter.nid}\t{letter.type}\t{letter.attempts}\t{letter.reason}")
 
 
@@ -225,9 +238,7 @@ def dlq_show(entry_id: str) -> None:
     """One dead letter as JSON."""
     import msgspec
 
-    from workers.actions import dead_letters
-
-    found = [letter for letter in dead_letters(_settings()) if letter.id == entry_id]
+    found = [letter for letter in _dead_letters() if letter.id == entry_id]
     if not found:
         raise click.ClickException(f"no dead-letter entry {entry_id!r}")
     click.echo(msgspec.json.format(msgspec.json.encode(found[0]), indent=2))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from typing import cast
@@ -43,7 +43,6 @@ from services.config import Settings
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules import sms as sms_rules
-from services.runtime import Runtime
 from services.sms import Sms, project_sms
 from services.sms_gateway import Gateway
 
@@ -94,6 +93,11 @@ class LogFollower:
     def mapper(self) -> StructMapper:
         return cast(StructMapper, self.ledger.mapper)
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        self.ledger.close()
+
     def position(self) -> int:
         value = self.client.hget(self.keys.tracking, self.name)
         return int(cast(bytes, value)) if value is not None else 0
@@ -140,7 +144,7 @@ class LogFollower:
                     raise
                 except Exception as error:
                     flush()
-                    if not self._gave_up(recorded, nid, fields[b"t"].decode(), error):
+                    if not self._gave_up(recorded, nid, fields, error):
                         raise  # retried from the position on the next turn
                     recorded = nid
             flush()
@@ -177,16 +181,17 @@ class LogFollower:
     def decode(self, fields: dict[bytes, bytes]) -> DomainEvent:
         return self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
 
-    def _gave_up(self, position: int, nid: int, event_type: str, error: Exception) -> bool:
+    def _gave_up(self, position: int, nid: int, fields: dict[bytes, bytes], error: Exception) -> bool:
         """Count a failed attempt at the entry; at ``max_attempts`` move it to the
         dead-letter stream with the reason, and the position past it, in one script."""
+        event_type, tenant = fields[b"t"].decode(), fields.get(b"n", b"").decode()
         attempts = int(self.client.hincrby(self.keys.attempts, f"{self.name}:{nid}", 1))
         reason = f"{type(error).__name__}: {error}"
         log.warning("%s: entry %d (%s) failed, attempt %d: %s", self.name, nid, event_type, attempts, reason)
         if attempts < self.max_attempts:
             return False
         keys = [self.keys.tracking, self.keys.dead_letters, self.keys.attempts]
-        args = [self.name, str(position), str(nid), event_type, reason, str(attempts)]
+        args = [self.name, str(position), str(nid), event_type, reason, str(attempts), tenant]
         if not self._dead_letter(keys=keys, args=args):
             return False  # the position moved meanwhile: read it again
         log.error("%s: entry %d (%s) dead-lettered after %d attempts", self.name, nid, event_type, attempts)
@@ -227,28 +232,29 @@ class _Ahead:
 
 
 class SmsPlanner(LogFollower):
-    """Records the SMS a selection's outcome asks for. Given the process's ``SmsSender``, it
-    hands an auto-sent request to it at once and records the request and the gateway's
-    answer in one write (with its position): the log still says all that was done, and the
-    sender, following the log, finds that SMS settled and leaves it (``SmsSender.select``)."""
+    """Records the SMS a selection's outcome asks for. Given the gateway, it sends an
+    auto-sent request at once, as the sender would (``deliver``), and records the request and
+    the gateway's answer in one write (with its position): the log still says all that was
+    done, and the sender, following the log, finds that SMS settled and leaves it
+    (``unsettled``). Without it (tests), the sender sends it."""
 
     name = PLANNER
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
     #: a selection's SMS depends on its own interaction only (a correction on its selection)
     parallel = 16
 
-    def __init__(self, settings: Settings, sender: SmsSender | None = None, **options: int) -> None:
+    def __init__(self, settings: Settings, gateway: Gateway | None = None, **options: int) -> None:
         super().__init__(settings, **options)
-        self.sender = sender
+        self.gateway = gateway
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
         requested = self.ledger.sms_requests(event)
         last = requested[-1] if requested else None
-        if self.sender is not None and isinstance(last, SmsRequested) and not last.draft:
+        if self.gateway is not None and isinstance(last, SmsRequested) and not last.draft:
             sms = project_sms(None, [last])
             assert sms is not None
-            return event.tenant_id, [*requested, *self.sender.deliver(sms)]
+            return event.tenant_id, [*requested, *deliver(self.gateway, sms, Context(sms.tenant_id, "system", now()))]
         return event.tenant_id, requested
 
 
@@ -322,42 +328,56 @@ class SmsSender(LogFollower):
         refused = sms_rules.opted_out_since(sms, contact, ctx)
         if refused:
             return tenant_id, refused
-        return tenant_id, self.deliver(sms, ctx)
+        return tenant_id, deliver(self.gateway, sms, ctx)
 
-    def deliver(self, sms: Sms, ctx: Context | None = None) -> list[DomainEvent]:
-        """Hand a pending SMS to the gateway; the answer as the SMS's next event."""
-        ctx = ctx or Context(sms.tenant_id, "system", now())
-        to_number = sms.request.to_number
-        assert to_number is not None  # a request without a number is suppressed when made
-        delivery = self.gateway.send(str(sms.id), to_number, sms.body)
-        if not delivery.ok:
-            log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
-        return sms_rules.delivered(
-            sms,
-            ctx,
-            gateway=self.gateway.name,
-            ok=delivery.ok,
-            attempts=delivery.attempts,
-            message_id=delivery.message_id,
-            reason=delivery.reason,
-        )
+
+def deliver(gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
+    """Hand a pending SMS to the gateway; the answer as the SMS's next event."""
+    to_number = sms.request.to_number
+    assert to_number is not None  # a request without a number is suppressed when made
+    delivery = gateway.send(str(sms.id), to_number, sms.body)
+    if not delivery.ok:
+        log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
+    return sms_rules.delivered(
+        sms,
+        ctx,
+        gateway=gateway.name,
+        ok=delivery.ok,
+        attempts=delivery.attempts,
+        message_id=delivery.message_id,
+        reason=delivery.reason,
+    )
+
+
+def _builders() -> dict[str, Callable[[Settings, Gateway], LogFollower]]:
+    """Each action follower by its name, in the order to run them."""
+    from workers.contact_lists import PLANNER as LISTS  # they build on LogFollower
+    from workers.contact_lists import ContactListPlanner
+    from workers.flows import PUBLISHER, FlowPublisher
+    from workers.webhooks import DISPATCHER, WebhookDispatcher
+
+    return {
+        PLANNER: lambda settings, gateway: SmsPlanner(settings, gateway),
+        SENDER: SmsSender,
+        FOLLOW_UPS: lambda settings, _: FollowUpPlanner(settings),
+        LISTS: lambda settings, _: ContactListPlanner(settings),
+        PUBLISHER: lambda settings, _: FlowPublisher(settings),
+        DISPATCHER: lambda settings, _: WebhookDispatcher(settings),
+    }
 
 
 def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers, in the order to run them."""
-    from workers.contact_lists import ContactListPlanner  # they build on LogFollower
-    from workers.flows import FlowPublisher
-    from workers.webhooks import WebhookDispatcher
+    return [build(settings, gateway) for build in _builders().values()]
 
-    sender = SmsSender(settings, gateway)
-    return [
-        SmsPlanner(settings, sender),
-        sender,
-        FollowUpPlanner(settings),
-        ContactListPlanner(settings),
-        FlowPublisher(settings),
-        WebhookDispatcher(settings),
-    ]
+
+def follower(name: str, settings: Settings, gateway: Gateway) -> LogFollower:
+    """The one action follower of that name (each has its own Ledger and threads)."""
+    try:
+        build = _builders()[name]
+    except KeyError:
+        raise LookupError(f"no action follower {name!r}") from None
+    return build(settings, gateway)
 
 
 # -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------
@@ -370,39 +390,59 @@ class DeadLetter(msgspec.Struct, frozen=True):
     type: str
     reason: str
     attempts: int
+    #: the tenant of the log entry ("" when the entry has none)
+    tenant: str = ""
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
     text = {k.decode(): v.decode() for k, v in fields.items()}
     return DeadLetter(
-        entry_id.decode(), text["worker"], int(text["nid"]), text["type"], text["reason"], int(text["attempts"])
+        entry_id.decode(),
+        text["worker"],
+        int(text["nid"]),
+        text["type"],
+        text["reason"],
+        int(text["attempts"]),
+        text.get("tenant", ""),
     )
 
 
-def dead_letters(settings: Settings) -> list[DeadLetter]:
-    runtime = Runtime(settings)
-    keys = ShardKeys(settings.shard, settings.key_prefix)
-    entries = cast(StreamEntries, runtime.client.xrange(keys.dead_letters))
-    return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+def dead_letters(client: redis.Redis, keys: ShardKeys, tenant: str | None = None) -> list[DeadLetter]:
+    """The shard's dead letters, oldest first; only the tenant's when one is named."""
+    entries = cast(StreamEntries, client.xrange(keys.dead_letters))
+    found = [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+    return [letter for letter in found if tenant is None or letter.tenant == tenant]
+
+
+def dead_letter(client: redis.Redis, keys: ShardKeys, entry_id: str) -> DeadLetter:
+    """One dead letter by its id; LookupError when there is none (or the id is malformed)."""
+    try:
+        found = cast(StreamEntries, client.xrange(keys.dead_letters, entry_id, entry_id))
+    except redis.ResponseError:  # not a stream id
+        found = []
+    if not found:
+        raise LookupError(f"no dead-letter entry {entry_id!r}")
+    return _dead_letter(*found[0])
 
 
 def requeue(settings: Settings, gateway: Gateway, entry_id: str) -> DeadLetter:
     """Run the dead-lettered entry again, now; on success it leaves the dead-letter stream.
 
     Its worker's position is past it, so what is decided is saved without a position;
-    the aggregates' versions still keep it once (a twin's write fails whole)."""
-    follower = {f.name: f for f in followers(settings, gateway)}
-    client = follower[PLANNER].client
-    keys = follower[PLANNER].keys
-    found = cast(StreamEntries, client.xrange(keys.dead_letters, entry_id, entry_id))
-    if not found:
-        raise LookupError(f"no dead-letter entry {entry_id!r}")
-    letter = _dead_letter(*found[0])
-    worker = follower[letter.worker]
-    (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
-    tenant, events = worker.decide_entry(fields)
-    if events:
-        with contextlib.suppress(IntegrityError):  # done meanwhile
-            worker.ledger.save(*events, tenant=tenant)
-    client.xdel(keys.dead_letters, entry_id)
-    return letter
+    the aggregates' versions still keep it once (a twin's write fails whole). Only the
+    entry's own follower is built."""
+    keys = ShardKeys(settings.shard, settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        letter = dead_letter(client, keys, entry_id)
+        worker = follower(letter.worker, settings, gateway)
+        (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
+        tenant, events = worker.decide_entry(fields)
+        if events:
+            with contextlib.suppress(IntegrityError):  # done meanwhile
+                worker.ledger.save(*events, tenant=tenant)
+        client.xdel(keys.dead_letters, entry_id)
+        worker.close()
+        return letter
+    finally:
+        client.close()
