@@ -2,12 +2,14 @@
 forwarder, in one run (issue "Follow-up action workers": p99 under 100 ms at 500
 selections/s).
 
-    python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000] [--split] [--profile F]
+    python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000] [--split [--action-processes N]]
+                                  [--profile F]
 
 Everything real: a private redis-server with ``appendfsync always``, ``outcomes worker`` as
 its own process (all its followers running: SMS planner and sender, follow-ups, contact
-lists, flows, webhooks; with ``--split`` the action followers in one process and the
-projections, timers and ingest in another), and a local HTTP receiver process standing in for the SMS gateway
+lists, flows, webhooks; with ``--split`` the action followers in one process -- or N
+sharing them, ``--action-processes`` -- and the projections, timers and ingest in
+another), and a local HTTP receiver process standing in for the SMS gateway
 (``bench/receiver.py``) that logs when each SMS arrives.
 
 1. Paced: selections of an auto-send SMS outcome at ``--rate`` per second for
@@ -182,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the action followers in a worker process of their own (--role actions), the rest in another",
     )
     parser.add_argument(
+        "--action-processes", type=int, default=1, help="with --split: worker --role actions --processes N"
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the backlog's worker into this file (speedscope JSON)"
     )
     args = parser.parse_args(argv)
@@ -213,9 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         n = int(args.rate * args.seconds)
         paced_calls = start_calls(ledger, "p", n)
         roles = ["actions", "projections"] if args.split else ["all"]
+        processes = ["--processes", str(args.action_processes)]
 
         def workers() -> list[subprocess.Popen[bytes]]:
-            return [spawn("-m", "services.cli", "worker", "--role", role) for role in roles]
+            return [
+                spawn("-m", "services.cli", "worker", "--role", role, *(processes if role == "actions" else []))
+                for role in roles
+            ]
 
         running = workers()
         deadline = time.monotonic() + 120
