@@ -130,3 +130,22 @@ def test_two_processes_split_the_followers_and_one_takes_over_when_the_other_is_
     assert set(Counter(fields[b"id"] for _, fields in entries).values()) == {1}
     deliveries = Counter(gateway.keys())
     assert len(deliveries) == 3 * ROUND and set(deliveries.values()) == {1}  # the sender's process never sent
+
+
+def test_worker_processes_n_starts_n_sharing_processes_and_stops_them(stack: Stack) -> None:
+    runtime = stack.runtime()
+    keys = ShardKeys(runtime.settings.shard, runtime.settings.key_prefix)
+    names = [PLANNER, SENDER, LISTS]
+
+    def holders() -> set[str]:
+        return {bytes(v).decode() for n in names if (v := runtime.client.get(keys.lease(n))) is not None}  # type: ignore[arg-type]
+
+    supervisor = stack.spawn("worker", "--processes", "2")
+    try:
+        wait_until(lambda: len(holders()) == 2, 60, "two processes to hold their own followers")
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=60)
+        assert holders() == set()  # stopped cleanly: each let its leases go
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()

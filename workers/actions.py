@@ -7,17 +7,18 @@ written; a twin that gets there first makes the second write fail whole. So what
 recorded happens exactly once. What leaves the building cannot be taken back: an SMS
 sent just before a kill is sent again on restart, carrying the same idempotency key (the
 SMS id), so a gateway that deduplicates sees it once, and one that does not sees at most
-one duplicate per kill (a follower sends one SMS at a time).
+one duplicate per SMS in flight at the kill (``LogFollower.in_flight``).
 
 - ``SmsPlanner``: for each selection or correction whose outcome has an SMS template,
   records ``SmsRequested`` (and ``SmsSuppressed`` when the contact opted out or has no
-  number).
-- ``SmsSender``: for each ``SmsRequested`` not yet settled and not a draft, sends it
-  through the gateway and records ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the
-  contact opted out in between).
+  number); in the worker it also sends an auto-sent SMS at once and records the answer in
+  the same write.
+- ``SmsSender``: for each ``SmsRequested`` not yet settled and not a draft (an approved
+  draft, a request recorded without sending), sends it through the gateway and records
+  ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the contact opted out in between).
 
-One follower of each kind per shard does the work; more processes on a shard only race to
-the same positions (safe, not faster).
+Each follower runs in one worker process at a time, the holder of its lease
+(workers/leases.py); several processes share the followers between them.
 """
 
 from __future__ import annotations
