@@ -23,7 +23,6 @@ class Action(StrEnum):
     READ_REPORTS = "read reports, dashboard, history table, samples"
     RECORD_VERDICTS = "record QA verdicts"
     AUDIT = "export history, read any aggregate's events, verify"
-    READ_DEAD_LETTERS = "read the follow-up actions a worker gave up on"
 
 
 _R = Role
@@ -35,7 +34,6 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.READ_REPORTS: frozenset({_R.ADMIN, _R.PLATFORM, _R.SUPERVISOR, _R.MANAGER, _R.REVIEWER, _R.AUDITOR}),
     Action.RECORD_VERDICTS: frozenset({_R.SUPERVISOR, _R.REVIEWER}),
     Action.AUDIT: frozenset({_R.AUDITOR}),
-    Action.READ_DEAD_LETTERS: frozenset({_R.ADMIN, _R.SUPERVISOR}),
 }
 
 

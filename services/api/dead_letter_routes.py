@@ -11,14 +11,22 @@ from litestar import Router, get
 from litestar.datastructures import State
 
 from services.api.common import Principal, in_thread, runtime_of
-from services.errors import NotFound
-from services.permissions import Action
+from services.errors import Forbidden, NotFound
+from services.permissions import Role
 from workers.actions import DeadLetter, dead_letter, dead_letters
+
+#: who reads them: not a row of PRODUCT.md §1's table but operations, like ``outcomes dlq``
+READERS = frozenset({Role.ADMIN, Role.SUPERVISOR})
+
+
+def _require_reader(principal: Principal) -> None:
+    if principal.key.role not in READERS:
+        raise Forbidden(f"role {principal.key.role.value!r} may not read dead letters (admins and supervisors may)")
 
 
 @get("/dead-letters", operation_id="listDeadLetters", summary="The tenant's dead-lettered actions, oldest first")
 async def list_dead_letters(principal: Principal, state: State) -> list[DeadLetter]:
-    principal.require(Action.READ_DEAD_LETTERS)
+    _require_reader(principal)
     runtime = runtime_of(state)
     keys = await in_thread(runtime.shard_keys, principal.tenant_id)
     return await in_thread(dead_letters, runtime.client, keys, principal.tenant_id)
@@ -26,7 +34,7 @@ async def list_dead_letters(principal: Principal, state: State) -> list[DeadLett
 
 @get("/dead-letters/{entry_id:str}", operation_id="showDeadLetter", summary="One dead-lettered action")
 async def show_dead_letter(entry_id: str, principal: Principal, state: State) -> DeadLetter:
-    principal.require(Action.READ_DEAD_LETTERS)
+    _require_reader(principal)
     runtime = runtime_of(state)
     keys = await in_thread(runtime.shard_keys, principal.tenant_id)
     try:
