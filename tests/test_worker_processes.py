@@ -9,12 +9,14 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import cast
 
 import pytest
+import redis
 
 from events.keys import ShardKeys
 from events.store import StreamEntries
@@ -39,6 +41,7 @@ from tests.receiver import Receiver
 from tests.stack import Stack
 from workers.actions import PLANNER, SENDER
 from workers.contact_lists import PLANNER as LISTS
+from workers.leases import Leases
 
 TENANT = "share"
 ROUND = 40  # selections per round
@@ -149,3 +152,24 @@ def test_worker_processes_n_starts_n_sharing_processes_and_stops_them(stack: Sta
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
+
+
+def test_leases_home_first_stand_in_after_the_idle_time_and_give_back(redis_client: redis.Redis, shard: str) -> None:
+    keys = ShardKeys(shard, "lease" + shard)
+    names = ["a", "b"]
+
+    def process(owner: str, index: int) -> Leases:
+        return Leases(redis_client, keys, owner, names, idle_ms=1500, process=index, processes=2)
+
+    first, second = process("p0", 0), process("p1", 1)
+    assert first.refresh() == {"a"} and second.refresh() == {"b"}  # each its home's
+    second.release()
+    assert first.refresh() == {"a"}  # "b" is free, but the first is not up an idle time yet
+    time.sleep(1.6)  # long enough up; the leases lapse meanwhile (as after a kill)
+    assert first.refresh() == {"a", "b"}  # its own again, and it stands in for "b"
+    back = process("p1-restarted", 1)
+    assert back.refresh() == set()  # held by the stand-in: asks for it back
+    assert first.refresh() == {"a"}  # gives it back at its next renewal
+    assert back.refresh() == {"b"}
+    back.release()
+    assert first.holders() == {"a": "p0"}

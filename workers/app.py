@@ -112,8 +112,9 @@ def _actions(
         while True:
             try:
                 now_held = await asyncio.to_thread(leases.refresh)
-            except Exception:  # Redis away: the leases lapse, the followers stop with it
+            except Exception:  # Redis away: the leases lapse, so the followers stop here too
                 log.exception("lease heartbeat failed")
+                leases.forget()
                 now_held = set()
             if now_held != held:
                 log.info("%s runs %s", consumer, sorted(now_held) or "no action follower")

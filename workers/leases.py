@@ -79,10 +79,14 @@ class Leases:
             self._held = held
         return held
 
-    def release(self) -> None:
-        """Let every lease go (a clean stop): another process may take them at once."""
+    def forget(self) -> None:
+        """Run nothing until the next refresh says what is held (Redis could not be asked)."""
         with self._lock:
             self._held = set()
+
+    def release(self) -> None:
+        """Let every lease go (a clean stop): another process may take them at once."""
+        self.forget()
         for name in self.home:
             self._lease(keys=[self.keys.lease(name), self.keys.lease_wanted(name)], args=[self.owner, "0", "0", "0"])
 
