@@ -75,6 +75,14 @@ class ShardKeys:
         """A stream published to third parties (e.g. dialers' contact-list changes), per tenant."""
         return self.prefix + "pub:" + stream + ":" + tenant
 
+    def lease(self, worker: str) -> str:
+        """Which worker process runs a log follower now (workers/leases.py)."""
+        return self.prefix + "lease:" + worker
+
+    def lease_wanted(self, worker: str) -> str:
+        """Set by the follower's home process while another holds its lease: hand it back."""
+        return self.prefix + "lease-wanted:" + worker
+
     def view(self, name: str) -> str:
         """Prefix of a read model's keys; a view lives in its shard's slot."""
         return self.prefix + "v:" + name + ":"

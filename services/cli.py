@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import click
 import redis
@@ -16,6 +17,9 @@ from events.durability import WeakDurability, check_durability
 from services.audit_cli import checkpoint, verify_command
 from services.config import Settings
 from services.permissions import Role
+
+if TYPE_CHECKING:
+    from workers.actions import DeadLetter
 
 
 def _settings() -> Settings:
@@ -61,13 +65,40 @@ def api(host: str, port: int, workers: int, access_log: bool, app: str) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the projection worker (a FastStream app on the log's consumer group)."""
-    from workers.app import run
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes sharing the work (restarted if they die).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["all", "actions", "projections"]),
+    default="all",
+    show_default=True,
+    help="'actions': the follow-up action followers only; 'projections': projections, timers and ingest only.",
+)
+@click.option("--process", "process", default=0, show_default=True, type=int, help="This process's index of --of.")
+@click.option(
+    "--of",
+    "of",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Processes started apart (e.g. on other hosts) sharing the work.",
+)
+def worker(processes: int, role: Literal["all", "actions", "projections"], process: int, of: int) -> None:
+    """Run the workers: projections on the log's consumer group, timers, ingest and the
+    follow-up action followers (docs/actions.md)."""
+    from workers.app import run, run_processes
 
     settings = _settings()
     _check_durability(settings)
-    run(settings)
+    if processes > 1:
+        run_processes(role, processes)
+    else:
+        run(settings, role=role, process=process, processes=of)
 
 
 @main.command()
@@ -183,12 +214,22 @@ def dlq() -> None:
     """The dead-letter stream: log entries a worker gave up on (REDIS_SHARD picks the shard)."""
 
 
+def _dead_letters() -> list[DeadLetter]:
+    from events.keys import ShardKeys
+    from workers.actions import dead_letters
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return dead_letters(client, ShardKeys(settings.shard, settings.key_prefix))
+    finally:
+        client.close()
+
+
 @dlq.command("list")
 def dlq_list() -> None:
     """One line per dead letter: id, worker, log position, event type, attempts, reason."""
-    from workers.actions import dead_letters
-
-    for letter in dead_letters(_settings()):
+    for letter in _dead_letters():
         click.echo(f"{letter.id}\t{letter.worker}\t{letter.nid}\t{letter.type}\t{letter.attempts}\t{letter.reason}")
 
 
@@ -198,9 +239,7 @@ def dlq_show(entry_id: str) -> None:
     """One dead letter as JSON."""
     import msgspec
 
-    from workers.actions import dead_letters
-
-    found = [letter for letter in dead_letters(_settings()) if letter.id == entry_id]
+    found = [letter for letter in _dead_letters() if letter.id == entry_id]
     if not found:
         raise click.ClickException(f"no dead-letter entry {entry_id!r}")
     click.echo(msgspec.json.format(msgspec.json.encode(found[0]), indent=2))

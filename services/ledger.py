@@ -623,15 +623,19 @@ class Ledger(Application[UUID]):
         """The SMS the selection's outcome asks for (decided, not saved)."""
         tenant_id = selection.tenant_id
         ctx = Context(tenant_id, "system", now())
-        call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
-        contact_id = call.contact_id if call else self.conversation(tenant_id, selection.interaction_id).contact_id
+        catalogue_id = aggregate_id(tenant_id, "catalogue")
+        with self._reading([selection.originator_id, catalogue_id]):  # one round trip for both
+            catalogue = self.catalogue(tenant_id)
+            call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
+            conversation = None if call else self.conversation(tenant_id, selection.interaction_id)
+        contact_id = call.contact_id if call else conversation.contact_id if conversation else None
         contact = self.contact(tenant_id, contact_id) if contact_id else None
         cancelled: list[DomainEvent] = []
         if isinstance(selection, OutcomeCorrected):
             replaced = self._replaced(selection)
             sms = self._sms_of(tenant_id, replaced.source) if replaced else None
             cancelled = sms_rules.cancel_replaced(replaced, sms, ctx)
-        return cancelled + sms_rules.request_sms(selection, self.catalogue(tenant_id), ctx, call=call, contact=contact)
+        return cancelled + sms_rules.request_sms(selection, catalogue, ctx, call=call, contact=contact)
 
     def _replaced(self, correction: OutcomeCorrected) -> Selection | None:
         """The selection a correction replaced: the interaction's outcome just before it."""
