@@ -21,11 +21,8 @@ from faststream.redis import RedisBroker, StreamSub
 
 from events.codec import StructMapper, SubjectKeys
 from events.keys import ShardKeys
-from projections.base import View
-from projections.interactions import InteractionsView
+from projections.models import read_models
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
-from projections.outcome_counts import count_outcomes
-from projections.outcome_mix import OutcomeMixView
 from services.config import Settings
 from services.runtime import Runtime
 from workers.quotas import QuotaWatcher
@@ -64,11 +61,7 @@ class ProjectionRunner:
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
         self.client = redis.Redis.from_url(settings.redis_url)
         mapper = StructMapper(keys=SubjectKeys(self.client, settings.key_prefix))
-        self.views = [
-            View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper),
-            OutcomeMixView(self.client, self.keys, mapper),
-            InteractionsView(self.client, self.keys, mapper),
-        ]
+        self.views = read_models(self.client, self.keys, mapper)
         self.runtime = Runtime(settings)
         self.quotas = QuotaWatcher(self.runtime, self.keys)
 

@@ -51,11 +51,11 @@ async def get_outcome_counts(project_id: str, principal: Principal, state: State
     runtime = runtime_of(state)
     ledger = await in_thread(runtime.ledger, principal.tenant_id)
     await in_thread(ledger.outcome_set, principal.tenant_id, project_id)  # 404 for unknown (or another tenant's)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
 
     def read() -> tuple[dict[str, int], int]:
         counts = outcome_counts(runtime.client, keys, principal.tenant_id, project_id)
-        position = runtime.client.hget(keys.tracking, OUTCOME_COUNTS)
+        position = runtime.client.hget(keys.tracking, keys.view_position(OUTCOME_COUNTS))
         return counts, int(position) if position is not None else 0  # type: ignore[arg-type]
 
     counts, position = await in_thread(read)
@@ -78,7 +78,7 @@ async def get_quotas(project_id: str, principal: Principal, state: State) -> lis
     project = catalogue.projects.get(project_id)
     if project is None:
         raise NotFound(f"project {project_id!r} not found")
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
     counts = await in_thread(outcome_counts, runtime.client, keys, principal.tenant_id, project_id)
     return [
         QuotaStatus(
