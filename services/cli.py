@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import redis
@@ -15,6 +17,9 @@ import redis
 from events.durability import WeakDurability, check_durability
 from services.config import Settings
 from services.permissions import Role
+
+if TYPE_CHECKING:
+    from services.export import ExportedEvent, Exporter
 
 
 def _settings() -> Settings:
@@ -294,6 +299,53 @@ def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: fl
         client.close()
     for r in done:
         click.echo(f"{r.view}: generation {r.generation}, {r.events} events in {r.seconds:.1f}s, position {r.position}")
+
+
+@main.group()
+def export() -> None:
+    """History as JSON lines on stdout (the schema: docs/audit.md)."""
+
+
+def _export(tenant_id: str, read: Callable[[Exporter], Iterator[ExportedEvent]]) -> None:
+    from services.errors import DomainError
+    from services.export import Exporter, ndjson
+    from services.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        lines = read(Exporter(runtime.client, runtime.shard_keys(tenant_id), tenant_id))
+        for chunk in ndjson(lines):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        runtime.close()
+
+
+@export.command("log")
+@click.argument("tenant_id")
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0), help="Resume after this log position.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many lines.")
+def export_log(tenant_id: str, after: int, limit: int | None) -> None:
+    """The tenant's whole log, in order."""
+    _export(tenant_id, lambda exporter: exporter.log(after, limit))
+
+
+@export.command("history")
+@click.argument("tenant_id")
+@click.argument("kind")
+@click.argument("external_id", required=False, default=None)
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0), help="Resume after this version.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many lines.")
+def export_history(tenant_id: str, kind: str, external_id: str | None, after: int, limit: int | None) -> None:
+    """One aggregate's history: KIND (call, conversation, contact, catalogue, ...) and the
+    platform's id (none for the catalogue)."""
+    from services.export import AGGREGATE_KINDS, check_aggregate
+
+    if kind not in AGGREGATE_KINDS:
+        raise click.BadParameter(f"{kind!r}; one of {', '.join(AGGREGATE_KINDS)}", param_hint="KIND")
+    _export(tenant_id, lambda exporter: exporter.history(kind, check_aggregate(kind, external_id), after, limit))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import outcome_counts
 from services.api import (
     action_routes,
+    audit_routes,
     bodies,
     config_routes,
     interaction_routes,
@@ -160,6 +161,8 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         report_routes.get_history,
         report_routes.get_sample,
         qa_routes.get_qa_report,
+        audit_routes.export_log,
+        audit_routes.export_history,
         health,
         PrometheusController,
     ]
