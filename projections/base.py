@@ -60,8 +60,11 @@ class View:
         batch_size: int = 1000,
         *,
         follow: bool = True,
+        topics: frozenset[str] | None = None,
     ) -> None:
         self.name = name
+        #: the event type names the view reads (None: all); others are not even decoded
+        self.topics = frozenset(t.encode() for t in topics) if topics is not None else None
         #: a live view follows the current generation; a replay's builds its own
         self.follow = follow
         self.function = function
@@ -102,7 +105,11 @@ class View:
             entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", hi, self.batch_size)
             if not entries:
                 return applied
-            events = [self.mapper.decode(fields[b"t"].decode(), fields[b"s"]) for _, fields in entries]
+            events = [
+                self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
+                for _, fields in entries
+                if self.topics is None or fields[b"t"] in self.topics
+            ]
             changes = self.changes(events)
             last = int(entries[-1][0].split(b"-")[0])
             done = self._apply(

@@ -10,8 +10,8 @@ from events.keys import ShardKeys
 from projections.base import View
 from projections.interactions import NAME as INTERACTIONS
 from projections.interactions import InteractionsView
+from projections.outcome_counts import COUNTED, count_outcomes
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
-from projections.outcome_counts import count_outcomes
 from projections.outcome_mix import NAME as OUTCOME_MIX
 from projections.outcome_mix import OutcomeMixView
 
@@ -21,7 +21,7 @@ def read_models(
 ) -> list[View]:
     """Every view of the shard; ``follow=False`` keeps each in the generation ``keys`` name."""
     return [
-        View(OUTCOME_COUNTS, count_outcomes, client, keys, mapper, batch_size, follow=follow),
+        View(OUTCOME_COUNTS, count_outcomes, client, keys, mapper, batch_size, follow=follow, topics=COUNTED),
         OutcomeMixView(client, keys, mapper, batch_size, follow=follow),
         InteractionsView(client, keys, mapper, batch_size, follow=follow),
     ]
