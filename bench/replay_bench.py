@@ -15,9 +15,9 @@ Measured in the same run, against the same private redis-server (AOF ``appendfsy
 
 * baseline: a raw ``XRANGE … COUNT 1000`` walk of the whole log (no decoding);
 * the same walk decoding every event (msgspec), what any replay must at least do;
-* ``Replayer.replay`` of each view in turn (what ``outcomes replay`` runs), with its progress
-  output shown on stderr: the rebuild into a fresh generation, the switch-over and the
-  removal of the old keys (grace 0); and the whole, every view, per event of the log.
+* ``Replayer.replay`` of each view alone, then of every view in one pass over the log (what
+  ``outcomes replay`` runs), with its progress output shown on stderr: the rebuild into a
+  fresh generation, the switch-over and the removal of the old keys (grace 0).
 """
 
 from __future__ import annotations
@@ -172,15 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"XRANGE walk + decode:      {rate(read, time.monotonic() - started)}")
 
         replayer = Replayer(client, keys, mapper, grace=0, report=report)
-        total = 0.0
+        each = 0.0
         for name in names():
             (done,) = replayer.replay([name])
-            total += done.seconds
+            each += done.seconds
             print(f"replay {name:<15} {rate(done.events, done.seconds)}")
-        # what `outcomes replay` does: each view in turn, each reading the log
-        print(f"replay of every view:      {rate(head, total)} of log ({len(names())} views in turn)")
+        print(f"the three, one after another: {rate(head, each)} of log")
+        # what `outcomes replay` does: every view in one pass over the log
+        every = replayer.replay()
+        print(f"replay of every view, one pass (outcomes replay): {rate(head, every[0].seconds)} of log")
         runtime.close()
-        return 1 if args.check and head / total < TARGET else 0
+        return 1 if args.check and head / every[0].seconds < TARGET else 0
     finally:
         server.stop()
 

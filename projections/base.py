@@ -110,11 +110,8 @@ class View:
                 for _, fields in entries
                 if self.topics is None or fields[b"t"] in self.topics
             ]
-            changes = self.changes(events)
             last = int(entries[-1][0].split(b"-")[0])
-            done = self._apply(
-                keys=[self.keys.tracking, self.keys.view_generations], args=self._args(position, last, changes)
-            )
+            done = self.commit(position, last, events)
             if done == 1:
                 applied += len(entries)
                 for event in events if observe else ():
@@ -124,6 +121,18 @@ class View:
             elif done == -1:
                 self.resolve()  # switched over by a replay: go on in the new generation
             # else: another runner moved the position first; read it again
+
+    def reads(self, event: DomainEvent) -> bool:
+        """Whether the view reads events of this type (``topics``)."""
+        return self.topics is None or type(event).type_name.encode() in self.topics
+
+    def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
+        """Apply the events of the log after ``position`` up to ``last`` (those the view reads)
+        and move the position to ``last``, if it is still ``position``: 1 when applied, 0 when
+        the position moved, -1 when the generation is no longer current (apply_view.lua)."""
+        changes = self.changes(events)
+        keys = [self.keys.tracking, self.keys.view_generations]
+        return int(self._apply(keys=keys, args=self._args(position, last, changes)))
 
     def _args(self, position: int, last: int, changes: Changes) -> list[str | bytes]:
         args: list[str | bytes] = [

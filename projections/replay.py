@@ -24,6 +24,7 @@ import redis
 
 from events.codec import StructMapper
 from events.keys import ShardKeys
+from events.store import xrange
 from projections.base import View, delete_keys, generation
 from projections.models import names, read_models
 
@@ -143,6 +144,13 @@ def remove_old(client: redis.Redis, keys: ShardKeys, name: str) -> int:
 
 
 @dataclass(frozen=True)
+class _Build:
+    view: View
+    generation: str
+    start: int
+
+
+@dataclass(frozen=True)
 class Replayed:
     view: str
     generation: str
@@ -150,6 +158,7 @@ class Replayed:
     replaced: str
     #: the position the new generation started from in this run (> 0: resumed)
     resumed_at: int
+    #: events of the log this run applied to the view, and the run's seconds (one pass for all)
     events: int
     seconds: float
     position: int
@@ -180,11 +189,33 @@ class Replayer:
         return int(cast(bytes | None, self.client.hget(self.keys.head, "n")) or 0)
 
     def replay(self, views: Sequence[str] = ()) -> list[Replayed]:
-        """Rebuild the named views (default: all), one after another."""
+        """Rebuild the named views (default: all) in one pass over the log, then switch each."""
         unknown = sorted(set(views) - set(names()))
         if unknown:
             raise ValueError(f"unknown view(s) {', '.join(unknown)}; the views are {', '.join(names())}")
-        return [self.replay_view(name) for name in (views or names())]
+        chosen = list(dict.fromkeys(views)) or names()
+        for name in chosen:
+            remove_old(self.client, self.keys, name)  # left by a run killed after its switch
+        builds = [self._begin(name) for name in chosen]
+        started = time.monotonic()
+        self._catch_up(builds)
+        seconds = time.monotonic() - started
+        replaced = {b.view.name: self._switch_over(b) for b in builds}
+        time.sleep(self.grace)  # queries that resolved the old generations just before finish
+        done = []
+        for b in builds:
+            deleted = remove_old(self.client, self.keys, b.view.name)
+            position = b.view.position()
+            if self.report:
+                self.report.note(
+                    f"{b.view.name}: switched to generation {b.generation} at log position {position:,}; "
+                    f"{deleted:,} keys of the old generation removed"
+                )
+            name = b.view.name
+            done.append(
+                Replayed(name, b.generation, replaced[name], b.start, position - b.start, seconds, position, deleted)
+            )
+        return done
 
     def build(self, name: str, generation_: str) -> View:
         """The view ``name`` writing into ``generation_`` only."""
@@ -192,35 +223,56 @@ class Replayer:
         built = read_models(self.client, keys, self.mapper, follow=False, batch_size=self.batch_size)
         return next(v for v in built if v.name == name)
 
-    def replay_view(self, name: str) -> Replayed:
-        remove_old(self.client, self.keys, name)  # left by a run killed after its switch
+    def _begin(self, name: str) -> _Build:
         gen, begun = generation_to_build(self.client, self.keys, name)
         view = self.build(name, gen)
         start = view.position()
+        if begun and self.report:
+            self.report.note(f"{name}: resuming generation {gen} at log position {start:,}")
+        return _Build(view, gen, start)
+
+    def _switch_over(self, b: _Build) -> str:
+        """Point the view at its new generation (one script); returns the one it replaced."""
+        name = b.view.name
+        replaced = generation(self.client, self.keys, name)
+        old_position = self.keys.with_generation(name, replaced).view_position(name)
+        self._switch(
+            keys=[self.keys.view_generations, self.keys.tracking], args=[name, b.generation, replaced, old_position]
+        )
+        return replaced
+
+    def _catch_up(self, builds: Sequence[_Build]) -> None:
+        """One pass over the log: each batch read and decoded once, then committed to every
+        view it is new to (each view from its own position: a resumed one may be ahead)."""
+        positions = {b.view.name: b.start for b in builds}
+        first = min(positions.values())
+        # decode only the types some view reads
+        topics = [b.view.topics for b in builds]
+        wanted = None if any(t is None for t in topics) else frozenset().union(*(t for t in topics if t is not None))
         if self.report:
-            if begun:
-                self.report.note(f"{name}: resuming generation {gen} at log position {start:,}")
-            self.report.start(name, self.head() - start)
-        started = time.monotonic()
-
-        def advanced(events: int, position: int) -> None:
+            label = builds[0].view.name if len(builds) == 1 else f"{len(builds)} views"
+            self.report.start(label, self.head() - first)
+        while True:
+            low = min(positions.values())
+            entries = xrange(self.client, self.keys.log, f"({low}-0", "+", self.batch_size)
+            if not entries:
+                break
+            last = int(entries[-1][0].split(b"-")[0])
+            decoded = [
+                (int(entry_id.split(b"-")[0]), self.mapper.decode(fields[b"t"].decode(), fields[b"s"]))
+                for entry_id, fields in entries
+                if wanted is None or fields[b"t"] in wanted
+            ]
+            for b in builds:
+                at = positions[b.view.name]
+                if at >= last:
+                    continue
+                events = [e for n, e in decoded if n > at and b.view.reads(e)]
+                if b.view.commit(at, last, events) == 1:
+                    positions[b.view.name] = last
+                else:  # another replay of the same generation moved it: go on from there
+                    positions[b.view.name] = b.view.position()
             if self.report:
-                self.report.advance(events, self.head() - start)
-
-        count = view.catch_up(on_batch=advanced)
+                self.report.advance(len(entries), self.head() - first)
         if self.report:
             self.report.finish()
-        replaced = generation(self.client, self.keys, name)
-        self._switch(
-            keys=[self.keys.view_generations, self.keys.tracking],
-            args=[name, gen, replaced, self.keys.with_generation(name, replaced).view_position(name)],
-        )
-        seconds = time.monotonic() - started
-        time.sleep(self.grace)  # queries that resolved the old generation just before finish
-        deleted = remove_old(self.client, self.keys, name)
-        if self.report:
-            self.report.note(
-                f"{name}: switched to generation {gen} at log position {view.position():,}; "
-                f"{deleted:,} keys of the old generation removed"
-            )
-        return Replayed(name, gen, replaced, start, count, seconds, view.position(), deleted)
