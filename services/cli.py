@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +20,7 @@ from services.config import Settings
 from services.permissions import Role
 
 if TYPE_CHECKING:
+    from services.export import ExportedEvent, Exporter
     from workers.actions import DeadLetter
 
 
@@ -298,6 +300,89 @@ def rebuild(shard: str | None) -> None:
         started = time.monotonic()
         count = view.catch_up()
         click.echo(f"{view.name}: {count} events in {time.monotonic() - started:.1f}s")
+
+
+@main.command()
+@click.option("--view", "views", multiple=True, help="A view to rebuild (repeatable; default: every view).")
+@click.option("--shard", default=None, help="Shard to replay (default: REDIS_SHARD or s00).")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--grace",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between the switch-over and removing the old keys (queries already reading them finish).",
+)
+def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float) -> None:
+    """Rebuild read models from the log into fresh keys and switch over atomically.
+
+    Progress goes to stderr. Interrupted, it resumes from the fresh keys' own position when
+    run again. The live worker may keep running.
+    """
+    from events.codec import StructMapper, SubjectKeys
+    from events.keys import ShardKeys
+    from projections.replay import ProgressReport, Replayer
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = ShardKeys(shard or settings.shard, settings.key_prefix)
+    mapper = StructMapper(keys=SubjectKeys(client, settings.key_prefix))
+    replayer = Replayer(client, keys, mapper, batch_size=batch_size, grace=grace, report=ProgressReport(sys.stderr))
+    try:
+        done = replayer.replay(views)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        client.close()
+    for r in done:
+        click.echo(f"{r.view}: generation {r.generation}, {r.events} events in {r.seconds:.1f}s, position {r.position}")
+
+
+@main.group()
+def export() -> None:
+    """History as JSON lines on stdout (the schema: docs/audit.md)."""
+
+
+def _export(tenant_id: str, read: Callable[[Exporter], Iterator[ExportedEvent]]) -> None:
+    from services.errors import DomainError
+    from services.export import Exporter, ndjson
+    from services.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        lines = read(Exporter(runtime.client, runtime.shard_keys(tenant_id), tenant_id))
+        for chunk in ndjson(lines):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        runtime.close()
+
+
+@export.command("log")
+@click.argument("tenant_id")
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0), help="Resume after this log position.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many lines.")
+def export_log(tenant_id: str, after: int, limit: int | None) -> None:
+    """The tenant's whole log, in order."""
+    _export(tenant_id, lambda exporter: exporter.log(after, limit))
+
+
+@export.command("history")
+@click.argument("tenant_id")
+@click.argument("kind")
+@click.argument("external_id", required=False, default=None)
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0), help="Resume after this version.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many lines.")
+def export_history(tenant_id: str, kind: str, external_id: str | None, after: int, limit: int | None) -> None:
+    """One aggregate's history: KIND (call, conversation, contact, catalogue, ...) and the
+    platform's id (none for the catalogue)."""
+    from services.export import AGGREGATE_KINDS, check_aggregate
+
+    if kind not in AGGREGATE_KINDS:
+        raise click.BadParameter(f"{kind!r}; one of {', '.join(AGGREGATE_KINDS)}", param_hint="KIND")
+    _export(tenant_id, lambda exporter: exporter.history(kind, check_aggregate(kind, external_id), after, limit))
 
 
 # tamper evidence (docs/audit.md): its own module

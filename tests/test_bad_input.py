@@ -887,6 +887,33 @@ QUERIES = [
          says=("call 'b-call' not found",), **NOT_FOUND),
     Case("as-of-other-tenants-project", "getOutcomeSetAsOf", "GET",
          "/v1/as-of/projects/b-proj/outcome-set?position=100000", says=("project 'b-proj' not found",), **NOT_FOUND),
+    # history export (auditor only; docs/audit.md)
+    Case("export-log-no-api-key", "exportTenantLog", "GET", "/v1/audit/log", who="none", status=401,
+         error="unauthorized", says=("Authorization",)),
+    Case("export-log-wrong-role-admin", "exportTenantLog", "GET", "/v1/audit/log", status=403, error="forbidden",
+         says=("may not export history",)),
+    Case("export-log-negative-after", "exportTenantLog", "GET", "/v1/audit/log?after=-1", who="auditor_key",
+         says=("after",)),
+    Case("export-log-after-not-a-number", "exportTenantLog", "GET", "/v1/audit/log?after=ten", who="auditor_key",
+         says=("after",)),
+    Case("export-log-zero-limit", "exportTenantLog", "GET", "/v1/audit/log?limit=0", who="auditor_key",
+         says=("limit",)),
+    Case("export-history-wrong-role-manager", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call&id=c1",
+         who="manager_key", status=403, error="forbidden", says=("may not export history",)),
+    Case("export-history-missing-kind", "exportAggregateHistory", "GET", "/v1/audit/history?id=c1", who="auditor_key",
+         says=("kind",)),
+    Case("export-history-bad-kind", "exportAggregateHistory", "GET", "/v1/audit/history?kind=bogus&id=c1",
+         who="auditor_key", says=("kind",)),
+    Case("export-history-missing-id", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call",
+         who="auditor_key", says=("call's id", "parameter id")),
+    Case("export-history-catalogue-with-id", "exportAggregateHistory", "GET",
+         "/v1/audit/history?kind=catalogue&id=x", who="auditor_key", says=("give no id",)),
+    Case("export-history-bad-after", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call&id=c1&after=-5",
+         who="auditor_key", says=("after",)),
+    Case("export-history-limit-too-big", "exportAggregateHistory", "GET",
+         "/v1/audit/history?kind=call&id=c1&limit=9999999", who="auditor_key", says=("limit",)),
+    Case("export-history-unknown-call", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call&id=nobody",
+         who="auditor_key", says=("call 'nobody' not found",), **NOT_FOUND),
 ]  # fmt: skip
 
 CASES: list[Case] = [c for o in OPS for c in generic_cases(o)] + RULES + CROSS + QUERIES
@@ -926,7 +953,7 @@ def _ok(r: httpx.Response) -> dict[str, Any]:
 
 def _build_acme(w: World, post: Any, put: Any) -> None:
     a, p = "admin", "agent"
-    for role in ("platform", "agent", "supervisor", "manager", "reviewer"):
+    for role in ("platform", "agent", "supervisor", "manager", "reviewer", "auditor"):
         w.headers[f"{role}_key"] = {"Authorization": f"Bearer {post(a, '/v1/keys', {'role': role})['secret']}"}
     w.ids["spare_key_id"] = post(a, "/v1/keys", {"role": "reviewer"})["key_id"]
     revoked = post(a, "/v1/keys", {"role": "platform"})
