@@ -75,6 +75,10 @@ class ShardKeys:
         """A stream published to third parties (e.g. dialers' contact-list changes), per tenant."""
         return self.prefix + "pub:" + stream + ":" + tenant
 
+    def suppressed(self, tenant: str) -> str:
+        """Set of keyed hashes of erased contacts' numbers: never called or texted (docs/erasure.md)."""
+        return self.prefix + "suppressed:" + tenant
+
     def view(self, name: str) -> str:
         """Prefix of a read model's keys; a view lives in its shard's slot."""
         return self.prefix + "v:" + name + ":"
@@ -93,6 +97,8 @@ class RegistryKeys:
         self.api_keys = self.prefix + "api-keys"
         #: hash: tenant id -> requests per second
         self.rate_limits = self.prefix + "rate-limits"
+        #: hash: tenant id -> the secret keying the hashes of suppressed numbers (docs/erasure.md)
+        self.suppression_secrets = self.prefix + "suppression-secrets"
 
 
 class IngestKeys:

@@ -23,6 +23,7 @@ class Action(StrEnum):
     READ_REPORTS = "read reports, dashboard, history table, samples"
     RECORD_VERDICTS = "record QA verdicts"
     AUDIT = "export history, read any aggregate's events, verify"
+    ERASE = "erase a contact's personal data"
 
 
 _R = Role
@@ -34,6 +35,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.READ_REPORTS: frozenset({_R.ADMIN, _R.PLATFORM, _R.SUPERVISOR, _R.MANAGER, _R.REVIEWER, _R.AUDITOR}),
     Action.RECORD_VERDICTS: frozenset({_R.SUPERVISOR, _R.REVIEWER}),
     Action.AUDIT: frozenset({_R.AUDITOR}),
+    Action.ERASE: frozenset({_R.ADMIN}),
 }
 
 

@@ -14,7 +14,7 @@ one duplicate per kill (a follower sends one SMS at a time).
   number).
 - ``SmsSender``: for each ``SmsRequested`` not yet settled and not a draft, sends it
   through the gateway and records ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the
-  contact opted out in between).
+  contact opted out in between, or the contact or its number was erased: docs/erasure.md).
 
 One follower of each kind per shard does the work; more processes on a shard only race to
 the same positions (safe, not faster).
@@ -34,7 +34,7 @@ import msgspec
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from events.codec import DomainEvent, StructMapper, now
+from events.codec import ERASED, DomainEvent, StructMapper, now
 from events.keys import ShardKeys
 from events.store import RedisFactory, StreamEntries, xrange
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
@@ -263,11 +263,13 @@ class SmsSender(LogFollower):
             return tenant_id, []
         ctx = Context(tenant_id, "system", now())
         contact = self.ledger.contact(tenant_id, event.contact_id) if event.contact_id else None
-        refused = sms_rules.opted_out_since(sms, contact, ctx)
-        if refused:
-            return tenant_id, refused
         to_number = sms.request.to_number
         assert to_number is not None  # a request without a number is suppressed when made
+        # an erased contact's request reads back "[erased]" (no key): refused like its number
+        erased = to_number == ERASED or self.ledger.erased(tenant_id, contact, (to_number,))
+        refused = sms_rules.refused_before_sending(sms, contact, ctx, erased=erased)
+        if refused:
+            return tenant_id, refused
         delivery = self.gateway.send(str(sms.id), to_number, sms.body)
         if not delivery.ok:
             log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
