@@ -454,6 +454,7 @@ PERMISSIONS: dict[Action, set[str]] = {
     _A.READ_REPORTS: {"admin", "platform", "supervisor", "manager", "reviewer", "auditor"},
     _A.RECORD_VERDICTS: {"supervisor", "reviewer"},
     _A.AUDIT: {"auditor"},
+    _A.ERASE: {"admin"},  # the tenant admin erases a contact (PRODUCT.md §5, docs/erasure.md)
 }
 
 
