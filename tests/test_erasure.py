@@ -17,6 +17,7 @@ from typing import Any, cast
 import msgspec
 import pytest
 import redis
+from click.testing import CliRunner
 from litestar.testing import TestClient
 
 from events.codec import ERASED, DomainEvent, StructMapper, SubjectKeys
@@ -36,17 +37,24 @@ from events.types import (
 )
 from services.api.app import create_app
 from services.checkpoints import Checkpointer, KeyRing, Signer, generate_key
-from services.erasure import erase_contact
-from services.interactions import aggregate_id
+from services.cli import main as cli
+from services.dialing import DialingView
+from services.interactions import Contact, aggregate_id, project_contact
 from services.ledger import Ledger
 from services.permissions import Role
 from services.rules import Context
 from services.rules import config as config_rules
+from services.rules.dialability import dialability
+from services.rules.interactions import erase_contact
+from services.rules.sms import refused_before_sending
 from services.runtime import Runtime
+from services.sms import Sms
 from services.sms_gateway import FileGateway
+from services.suppressions import number_hash
 from services.verify import verify
 from tests.helpers import T0, new_runtime, selected_call
 from tests.receiver import Receiver
+from tests.test_rules_more import cli_env
 from workers.actions import LogFollower, SmsPlanner, SmsSender
 from workers.contact_lists import ContactListPlanner
 from workers.ingest import IngestRunner
@@ -275,7 +283,7 @@ def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_numb
     assert not w.client.exists(w.keys.idempotency(TENANT, "save-erin"))
 
     # the log is not rewritten: verify passes against the checkpoint signed before the erasure
-    report = verify(w.client, [w.keys], KeyRing.from_files([w.key_file.with_name(w.key_file.name + ".pub")]))
+    report = verify(w.client, [w.keys], KeyRing.from_files([f"{w.key_file}.pub"]))
     assert report.ok, report
     assert report.shards[0].signed_through > 0
 
@@ -326,10 +334,13 @@ def test_erasing_twice_records_one_event_and_purges_what_came_since(w: World) ->
     again = w.erase()
     assert (first["recorded"], again["recorded"]) == (True, False)
     assert again["purged"]["ingest"] == 1 and again["purged"]["rejections"] == 1, again
-    contact_events = list(w.ledger.events.get(aggregate_id(TENANT, "contact", "erin")))
+    contact_events: list[object] = list(w.ledger.events.get(aggregate_id(TENANT, "contact", "erin")))
     assert [type(e) for e in contact_events] == [ContactSaved, ContactErased]
-    ctx = Context(TENANT, "system", datetime.now(UTC))
-    assert erase_contact(w.ledger, ctx, "erin").recorded is False  # the CLI's path: the same
+    out = CliRunner().invoke(cli, ["contact", "erase", TENANT, "erin"], env=cli_env(w.runtime))
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["recorded"] is False  # the CLI: the same, once
+    out = CliRunner().invoke(cli, ["contact", "erase", TENANT, "nobody"], env=cli_env(w.runtime))
+    assert out.exit_code == 1 and "contact 'nobody' not found" in out.output
 
 
 def test_only_the_admin_erases_and_an_unknown_contact_is_not_found(w: World) -> None:
@@ -342,3 +353,68 @@ def test_only_the_admin_erases_and_an_unknown_contact_is_not_found(w: World) -> 
     r = w.http.post("/v1/contacts/nobody/erase", headers=w.admin)
     assert (r.status_code, r.json()["message"]) == (404, "contact 'nobody' not found")
     assert w.dialability("erin", number=NUMBER)["allowed"] is True
+
+
+# -- the pure parts ----------------------------------------------------------------------------------
+
+CTX = Context(TENANT, "admin:test", T0)
+
+
+def test_erasure_is_recorded_once_and_forgets_name_and_numbers() -> None:
+    saved = rules_contact()
+    (erased,) = erase_contact(saved, CTX, contact_id="erin", suppressed=("ab12",))
+    assert isinstance(erased, ContactErased) and erased.originator_version == 2 and erased.suppressed == ("ab12",)
+    after = project_contact(saved, [erased])
+    assert after is not None and (after.name, after.numbers, after.erased) == (None, (), True)
+    assert erase_contact(after, CTX, contact_id="erin", suppressed=()) == []
+    (never_saved,) = erase_contact(None, CTX, contact_id="ghost", suppressed=())
+    assert never_saved.originator_version == 1
+
+
+def test_an_erased_contact_or_number_is_refused_before_every_other_reason() -> None:
+    project = ProjectSettings(name="P", direction="outbound")
+    assert dialability(DialingView(erased=True), "p", project, NUMBER, T0).reason == "erased"
+    assert dialability(DialingView(), "p", project, NUMBER, T0).allowed
+
+
+def test_the_sender_refuses_an_erased_number_first_and_an_opt_out_next() -> None:
+    request = SmsRequested(
+        originator_id=aggregate_id(TENANT, "sms", "x"), originator_version=1, recorded_at=T0, tenant_id=TENANT,
+        actor="system", source="x/1", interaction="call", interaction_id="c", project_id="p", outcome_code="T",
+        template_id="t", to_number=NUMBER, body="Hi", contact_id="erin",
+    )  # fmt: skip
+    sms = Sms(id=request.originator_id, version=1, tenant_id=TENANT, request=request, status="pending", body="Hi")
+    opted = msgspec.structs.replace(rules_contact(), opted_out=("sms",))
+    assert [e.reason for e in refused_before_sending(sms, opted, CTX, erased=True)] == ["erased"]  # type: ignore[attr-defined]
+    assert [e.reason for e in refused_before_sending(sms, opted, CTX, erased=False)] == ["opted_out"]  # type: ignore[attr-defined]
+    assert refused_before_sending(sms, None, CTX, erased=False) == []
+
+
+def test_a_number_hash_is_keyed() -> None:
+    assert number_hash(b"k1", NUMBER) != number_hash(b"k2", NUMBER)
+    assert number_hash(b"k1", NUMBER) == number_hash(b"k1", NUMBER) and NUMBER[1:] not in number_hash(b"k1", NUMBER)
+
+
+def rules_saved() -> ContactSaved:
+    return ContactSaved(
+        originator_id=aggregate_id(TENANT, "contact", "erin"), originator_version=1, recorded_at=T0,
+        tenant_id=TENANT, actor="agent:anna", contact_id="erin", name=NAME, numbers=(NUMBER,),
+    )  # fmt: skip
+
+
+def rules_contact() -> Contact:
+    contact = project_contact(None, [rules_saved()])
+    assert contact is not None
+    return contact
+
+
+def test_a_field_sealed_under_a_destroyed_key_reads_erased_even_once_the_id_has_a_new_key(
+    redis_client: redis.Redis, shard: str
+) -> None:
+    keys = SubjectKeys(redis_client, "ol" + shard)
+    mapper = StructMapper(keys=keys)
+    stored = mapper.to_stored_event(rules_saved())
+    keys.destroy(TENANT, "contact:erin")
+    assert keys.key_for(TENANT, "contact:erin", create=True) is not None  # new data, a new key
+    decoded = mapper.to_domain_event(stored)
+    assert (decoded.name, decoded.numbers) == (ERASED, (ERASED,))
