@@ -57,6 +57,7 @@ from tests.receiver import Receiver
 from tests.test_rules_more import cli_env
 from workers.actions import LogFollower, SmsPlanner, SmsSender
 from workers.contact_lists import ContactListPlanner
+from workers.flows import FlowPublisher
 from workers.ingest import IngestRunner
 from workers.projections import ProjectionRunner
 from workers.webhooks import WebhookDispatcher, WebhookSender
@@ -103,6 +104,7 @@ class World:
             SmsSender(settings, FileGateway(self.sms_file)),
             ContactListPlanner(settings),
             WebhookDispatcher(settings, WebhookSender(retries=0)),
+            FlowPublisher(settings),
             Grumpy(settings, max_attempts=1),
         ]
         while sum(w.run_once() for w in workers):
@@ -149,6 +151,8 @@ def seed(runtime: Runtime) -> str:
     dnc = ContactHandling(do_not_call=DoNotCallSpec(numbers="this"))
     ledger.define_outcome(ctx, OutcomeDefinition(code="NO_MORE", name="No more", contact_handling=dnc))
     ledger.create_project(ctx, "p", ProjectSettings(name="P", direction="outbound"))
+    survey = OutcomeDefinition(code="TO_SURVEY", name="Survey", redirect_to_flow="survey", applies_to=("conversation",))
+    ledger.define_outcome(ctx, survey, project_id="p")
     return admin
 
 
@@ -181,6 +185,12 @@ def leave_a_trail(w: World) -> None:
     assert r.status_code == 201, r.text
     message = {"direction": "received", "channel": "sms", "occurred_at": T0.isoformat(), "body": f"This is {NAME}"}
     r = w.http.post("/v1/conversations/v-1/messages", headers=w.platform, json=message)
+    assert r.status_code in (200, 201), r.text
+    # handed to a survey bot: the flow's stream gets the customer's next message, name and all
+    r = w.http.post("/v1/conversations/v-1/outcome", headers=w.platform, json={"outcome_code": "TO_SURVEY",
+                    "occurred_at": T0.isoformat()})  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    r = w.http.post("/v1/conversations/v-1/messages", headers=w.platform, json={**message, "body": f"5/5, {NAME}"})
     assert r.status_code in (200, 201), r.text
 
 
@@ -267,6 +277,7 @@ def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_numb
     prefix = w.runtime.settings.key_prefix
     for store in ("{in:erase}:ingest", ":dead-letters", ":pub:contact-lists:erase"):
         assert any(store in name and NUMBER.encode() in hits for name, hits in before.items()), (store, before)
+    assert any(":flow:erase:survey" in name and NAME.encode() in hits for name, hits in before.items()), before
     rejections = IngestKeys(TENANT, prefix).rejections
     assert w.client.xlen(rejections) == 1  # "project 'nope' not found", keyed to the entry that had the number
     assert w.client.exists(w.keys.idempotency(TENANT, "save-erin"))
@@ -275,7 +286,7 @@ def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_numb
     assert done["recorded"] is True and done["suppressed_numbers"] == 1 and done["keys_destroyed"] >= 1, done
     assert done["purged"]["ingest"] == 2 and done["purged"]["rejections"] == 1, done
     assert done["purged"]["dead_letters"] >= 1 and done["purged"]["contact_list_changes"] >= 1, done
-    assert done["purged"]["idempotency_results"] >= 1, done
+    assert done["purged"]["idempotency_results"] >= 1 and done["purged"]["flow_entries"] >= 1, done
 
     # nowhere in Redis in clear: every key of every type (ciphertext in the log is fine)
     left = {name: hits for name, hits in needles_in_redis(w.client).items() if name.startswith(prefix)}
@@ -292,7 +303,7 @@ def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_numb
     saved = [e for e in events if isinstance(e, ContactSaved)]
     assert [(e.name, e.numbers) for e in saved] == [(ERASED, (ERASED,))]
     assert {e.contact_number for e in events if isinstance(e, CallStarted) and e.contact_id == "erin"} == {ERASED}
-    assert [e.body for e in events if isinstance(e, MessageRecorded)] == [ERASED]
+    assert [e.body for e in events if isinstance(e, MessageRecorded)] == [ERASED, ERASED]
     assert [e.suppressed for e in events if isinstance(e, ContactErased)] == [(done_hash(w),)]
     runner = ProjectionRunner(w.runtime.settings)
     for view in runner.views:  # a replay of every read model from position 0
