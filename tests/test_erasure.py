@@ -210,6 +210,8 @@ def needles_in_redis(client: redis.Redis) -> dict[str, set[bytes]]:
 
 def _values(client: redis.Redis, name: bytes) -> list[bytes]:
     kind = cast(bytes, client.type(name)).decode()
+    if kind == "none":  # expired since the SCAN saw it (a rate-limit counter)
+        return []
     if kind == "string":
         return [cast(bytes, client.get(name) or b"")]
     if kind == "hash":
