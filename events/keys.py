@@ -91,6 +91,10 @@ class ShardKeys:
         """Set by the follower's home process while another holds its lease: hand it back."""
         return self.prefix + "lease-wanted:" + worker
 
+    def suppressed(self, tenant: str) -> str:
+        """Set of keyed hashes of erased contacts' numbers: never called or texted (docs/erasure.md)."""
+        return self.prefix + "suppressed:" + tenant
+
     def view(self, name: str) -> str:
         """Prefix of a read model's keys in its generation; a view lives in its shard's slot."""
         return self.prefix + "v:" + self.view_position(name) + ":"
@@ -118,6 +122,8 @@ class RegistryKeys:
         self.api_keys = self.prefix + "api-keys"
         #: hash: tenant id -> requests per second
         self.rate_limits = self.prefix + "rate-limits"
+        #: hash: tenant id -> the secret keying the hashes of suppressed numbers (docs/erasure.md)
+        self.suppression_secrets = self.prefix + "suppression-secrets"
 
 
 class IngestKeys:

@@ -212,6 +212,36 @@ def tenant_ingest_user(tenant_id: str) -> None:
 
 
 @main.group()
+def contact() -> None:
+    """Contacts' personal data."""
+
+
+@contact.command("erase")
+@click.argument("tenant_id")
+@click.argument("contact_id")
+def contact_erase(tenant_id: str, contact_id: str) -> None:
+    """Erase a contact (docs/erasure.md): destroy its key, purge its data outside the log, keep
+    its numbers suppressed as keyed hashes, record ContactErased once. Prints what it did (JSON)."""
+    import msgspec
+
+    from events.codec import now
+    from services.erasure import erase_contact
+    from services.errors import DomainError
+    from services.rules import Context
+    from services.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        ctx = Context(tenant_id, "system", now())  # the operator at the console
+        done = erase_contact(runtime.ledger(tenant_id), ctx, contact_id)
+    except DomainError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        runtime.close()
+    click.echo(msgspec.json.encode(done).decode())
+
+
+@main.group()
 def dlq() -> None:
     """The dead-letter stream: log entries a worker gave up on (REDIS_SHARD picks the shard)."""
 

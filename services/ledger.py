@@ -61,6 +61,7 @@ from services.rules import sms as sms_rules
 from services.rules.dialability import Dialability, Mode, dialability
 from services.rules.interactions import Choice
 from services.sms import Sms, project_sms
+from services.suppressions import Suppressions
 from services.timers import timers_for
 
 S = TypeVar("S")
@@ -102,6 +103,7 @@ class Ledger(Application[UUID]):
     def construct_mapper(self) -> Mapper[UUID]:
         assert isinstance(self.factory, RedisFactory)
         self.subject_keys = SubjectKeys(self.factory.client, self.factory.connection.keys.base_prefix)
+        self.suppressions = Suppressions(self.factory.client, self.factory.connection.keys)
         return StructMapper(keys=self.subject_keys)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -557,6 +559,26 @@ class Ledger(Application[UUID]):
             aggregate_id(ctx.tenant_id, "contact", contact_id),
         )
 
+    def erase_contact(self, ctx: Context, *, contact_id: str, suppressed: tuple[str, ...]) -> Receipt:
+        """Record the erasure (services/erasure.py does the rest); once, however often asked."""
+        return self._run(
+            ctx,
+            None,
+            "contact",
+            contact_id,
+            lambda: (
+                rules.erase_contact(
+                    self.contact(ctx.tenant_id, contact_id), ctx, contact_id=contact_id, suppressed=suppressed
+                ),
+                (),
+            ),
+            aggregate_id(ctx.tenant_id, "contact", contact_id),
+        )
+
+    def erased(self, tenant_id: str, contact: Contact | None, numbers: Sequence[str | None]) -> bool:
+        """Never to be called or texted: the contact was erased, or a number is an erased contact's."""
+        return (contact is not None and contact.erased) or self.suppressions.any_suppressed(tenant_id, numbers)
+
     def record_quota_reached(self, tenant_id: str, project_id: str, outcome_code: str, selections: int) -> bool:
         """True when this call recorded it; False when not reached, or recorded before."""
         ctx = Context(tenant_id, "system", now())
@@ -839,10 +861,13 @@ class Ledger(Application[UUID]):
             raise NotFound(f"project {project_id!r} not found")
         contact = self.contact(tenant_id, contact_id)
         record = self.dialing_record(tenant_id, contact_id)
-        if contact is None and record is None:
+        # the number asked about, else every number the contact has
+        erased = self.erased(tenant_id, contact, (number,) if number else contact.numbers if contact else ())
+        if contact is None and record is None and not erased:
             raise NotFound(f"contact {contact_id!r} not found")
         reloads = self._list_record(tenant_id, project.settings.contact_list)
         view = dialing_state.DialingView(
+            erased=erased,
             contact=contact,
             record=record,
             company=self._company_record(tenant_id, contact),

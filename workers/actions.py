@@ -15,7 +15,8 @@ one duplicate per SMS in flight at the kill (``LogFollower.in_flight``).
   the same write.
 - ``SmsSender``: for each ``SmsRequested`` not yet settled and not a draft (an approved
   draft, a request recorded without sending), sends it through the gateway and records
-  ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the contact opted out in between).
+  ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the contact opted out in between, or
+  the contact or its number was erased: docs/erasure.md).
 
 Each follower runs in one worker process at a time, the holder of its lease
 (workers/leases.py); several processes share the followers between them.
@@ -36,7 +37,7 @@ import msgspec
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from events.codec import DomainEvent, StructMapper, now
+from events.codec import ERASED, DomainEvent, StructMapper, now
 from events.keys import ShardKeys, decode_originator_id
 from events.store import RedisFactory, StreamEntries, xrange
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
@@ -255,7 +256,8 @@ class SmsPlanner(LogFollower):
         if self.gateway is not None and isinstance(last, SmsRequested) and not last.draft:
             sms = project_sms(None, [last])
             assert sms is not None
-            return event.tenant_id, [*requested, *deliver(self.gateway, sms, Context(sms.tenant_id, "system", now()))]
+            ctx = Context(sms.tenant_id, "system", now())
+            return event.tenant_id, [*requested, *send_or_refuse(self.ledger, self.gateway, sms, ctx)]
         return event.tenant_id, requested
 
 
@@ -324,12 +326,19 @@ class SmsSender(LogFollower):
         if sms.status != "pending":  # settled already, or a draft still with the agent
             return tenant_id, []
         ctx = Context(tenant_id, "system", now())
-        contact_id = sms.request.contact_id
-        contact = self.ledger.contact(tenant_id, contact_id) if contact_id else None
-        refused = sms_rules.opted_out_since(sms, contact, ctx)
-        if refused:
-            return tenant_id, refused
-        return tenant_id, deliver(self.gateway, sms, ctx)
+        return tenant_id, send_or_refuse(self.ledger, self.gateway, sms, ctx)
+
+
+def send_or_refuse(ledger: Ledger, gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
+    """Just before sending (planner or sender): refused when the contact opted out since the
+    request, or the contact or its number was erased (docs/erasure.md); else sent."""
+    contact_id = sms.request.contact_id
+    contact = ledger.contact(sms.tenant_id, contact_id) if contact_id else None
+    to_number = sms.request.to_number
+    assert to_number is not None  # a request without a number is suppressed when made
+    # an erased contact's request reads back "[erased]" (no key): refused like its number
+    erased = to_number == ERASED or ledger.erased(sms.tenant_id, contact, (to_number,))
+    return sms_rules.refused_before_sending(sms, contact, ctx, erased=erased) or deliver(gateway, sms, ctx)
 
 
 def deliver(gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
