@@ -12,7 +12,9 @@ delivery, or losing one, changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import cast
@@ -41,6 +43,73 @@ class Changes:
     increments: list[Increment] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
+
+
+def _increments(increments: list[Increment]) -> bytes:
+    """Summed per (key, field) first: a batch moves many interactions through the same
+    counters, and one HINCRBY of the sum leaves the same hash (a zero sum is no write: the
+    script removes a field that reaches 0 either way)."""
+    summed: dict[tuple[str, str], int] = defaultdict(int)
+    for key, name, n in increments:
+        summed[(key, name)] += n
+    return msgspec.msgpack.encode([(key, name, n) for (key, name), n in summed.items() if n])
+
+
+@dataclass
+class Batch:
+    """Log entries after some position, read and decoded once (for one view or several)."""
+
+    #: notification id of each event
+    ids: list[int]
+    events: list[DomainEvent]
+
+    @property
+    def last(self) -> int:
+        return self.ids[-1]
+
+    def after(self, position: int) -> list[DomainEvent]:
+        return self.events[bisect_right(self.ids, position) :]
+
+
+def read_batch(
+    client: redis.Redis, keys: ShardKeys, mapper: StructMapper, position: int, until: int | None, count: int
+) -> Batch | None:
+    """Up to ``count`` events after ``position`` (and up to ``until``); None at the end.
+    Personal fields stay sealed: no read model shows them."""
+    hi = f"{until}-0" if until is not None else "+"
+    entries: StreamEntries = xrange(client, keys.log, f"{position + 1}-0", hi, count)
+    if not entries:
+        return None
+    return Batch(
+        ids=[int(entry_id.split(b"-")[0]) for entry_id, _ in entries],
+        events=[mapper.decode(fields[b"t"].decode(), fields[b"s"], unseal=False) for _, fields in entries],
+    )
+
+
+def catch_up_together(
+    views: Sequence[View], until: int, observe: Mapping[str, Callable[[DomainEvent], None]] | None = None
+) -> int:
+    """Catch the views of one shard up to ``until``, reading and decoding each batch of the
+    log once for all of them (each applies the part after its own position); returns how
+    many events were read. ``observe`` maps a view's name to what sees its applied events."""
+    if not views:
+        return 0
+    first = views[0]
+    read = 0
+    while True:
+        raw = first.client.hmget(first.keys.tracking, [v.name for v in views])
+        positions = [int(p) if p is not None else 0 for p in cast(list[bytes | None], raw)]
+        lowest = min(positions)
+        if lowest >= until:
+            return read
+        batch = read_batch(first.client, first.keys, first.mapper, lowest, until, first.batch_size)
+        if batch is None:
+            return read
+        read += len(batch.events)
+        for view, position in zip(views, positions, strict=True):
+            if position < batch.last:
+                view.commit(position, batch, (observe or {}).get(view.name))
+        # a view whose commit lost a race is behind: the next round reads from its position
 
 
 class View:
@@ -76,24 +145,27 @@ class View:
             position = self.position()
             if until is not None and position >= until:
                 return applied
-            hi = f"{until}-0" if until is not None else "+"
-            entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", hi, self.batch_size)
-            if not entries:
+            batch = read_batch(self.client, self.keys, self.mapper, position, until, self.batch_size)
+            if batch is None:
                 return applied
-            events = [self.mapper.decode(fields[b"t"].decode(), fields[b"s"]) for _, fields in entries]
-            changes = self.changes(events)
-            last = int(entries[-1][0].split(b"-")[0])
-            args: list[str | bytes] = [self.name, str(position), str(last), msgspec.msgpack.encode(changes.increments)]
-            if changes.assignments or changes.scores:
-                args.append(msgspec.msgpack.encode(changes.assignments))
-            if changes.scores:
-                args.append(msgspec.msgpack.encode(changes.scores))
-            done = self._apply(keys=[self.keys.tracking], args=args)
-            if done:
-                applied += len(entries)
-                for event in events if observe else ():
-                    observe(event)  # type: ignore[misc]
-            # else: another runner moved the position first; read it again
+            applied += self.commit(position, batch, observe)
+            # 0: another runner moved the position first; read it again
+
+    def commit(self, position: int, batch: Batch, observe: Callable[[DomainEvent], None] | None = None) -> int:
+        """Apply the batch's events after ``position`` and move the position to the batch's
+        end, in one script, if the position is still ``position``; returns how many."""
+        events = batch.after(position)
+        changes = self.changes(events)
+        args: list[str | bytes] = [self.name, str(position), str(batch.last), _increments(changes.increments)]
+        if changes.assignments or changes.scores:
+            args.append(msgspec.msgpack.encode(changes.assignments))
+        if changes.scores:
+            args.append(msgspec.msgpack.encode(changes.scores))
+        if not self._apply(keys=[self.keys.tracking], args=args):
+            return 0
+        for event in events if observe else ():
+            observe(event)  # type: ignore[misc]
+        return len(events)
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
         """The batch's changes; called after the position was read (a stateful view reads

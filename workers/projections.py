@@ -21,7 +21,7 @@ from faststream.redis import RedisBroker, StreamSub
 
 from events.codec import StructMapper, SubjectKeys
 from events.keys import ShardKeys
-from projections.base import View
+from projections.base import View, catch_up_together
 from projections.interactions import InteractionsView
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import count_outcomes
@@ -73,8 +73,8 @@ class ProjectionRunner:
         self.quotas = QuotaWatcher(self.runtime, self.keys)
 
     def settle(self, up_to: int) -> None:
-        for view in self.views:
-            view.catch_up(until=up_to, observe=self.quotas.observe if view.name == OUTCOME_COUNTS else None)
+        # each batch of the log read and decoded once for every view
+        catch_up_together(self.views, up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
         self.quotas.flush()
 
     def reclaim(self, consumer: str, min_idle_ms: int) -> int:
