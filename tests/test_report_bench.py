@@ -95,3 +95,18 @@ def test_catching_up_from_zero_gives_the_same_answers(loaded: tuple[Runtime, Pro
         assert view.position() == 0
     runner.settle(runtime.ledger(TENANT).recorder.max_notification_id() or 0)
     assert answers(runtime, queries) == before
+
+
+def test_a_view_behind_the_others_catches_up_alone(loaded: tuple[Runtime, ProjectionRunner]) -> None:
+    """The worker reads each batch once for every view; a view dropped while the others are
+    current is rebuilt from 0 from those reads, and the others apply nothing twice."""
+    runtime, runner = loaded
+    queries = drawn_queries()
+    before = answers(runtime, queries)
+    head = runtime.ledger(TENANT).recorder.max_notification_id() or 0
+    mix = next(v for v in runner.views if v.name == "outcome-mix")
+    mix.drop()
+    assert [v.position() for v in runner.views if v is not mix] == [head] * (len(runner.views) - 1)
+    runner.settle(head)
+    assert mix.position() == head
+    assert answers(runtime, queries) == before
