@@ -30,6 +30,10 @@ Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 * ``c:<tenant>:<kind>:<day>`` hash: json(cell) -> interactions
 * ``r:<tenant>:<kind>:<day>`` hash: json(cell) -> revenue (a decimal string: exact sums
   are done here in Python, read-modify-write under the position check, not in Lua floats)
+* ``g:<tenant>:<kind>:<dimension>:<value>:<day>`` / ``gr:…`` hashes: the same counters and
+  revenue rolled up for the tenant (``*:*``), each project, agent and team, fields
+  json(Reduced): the queries ``rollup_for`` says they answer read these few fields instead
+  of every cell of the day
 * ``d:<tenant>:<kind>`` hash: day -> "1" (the days that have counters)
 * ``i:<tenant>`` hash: "<kind>:<id>" -> json(Facts)
 * ``a:<tenant>`` hash: agent -> json(team or null)
@@ -43,7 +47,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import Literal, NamedTuple, cast
@@ -546,17 +550,23 @@ def definitions(client: redis.Redis, keys: ShardKeys, tenant: str) -> Definition
     return _definitions(cast(dict[bytes, bytes], client.hgetall(_key(keys, "o", tenant))))
 
 
+#: the groupings a rollup keeps besides the dimension it is keyed by
+ROLLUP_GROUPS = ("outcome", "category", "day", "week")
+
+
 def rollup_for(f: MixFilter, group_by: GroupBy, as_defined: AsDefined) -> tuple[str, str] | None:
     """The rollup (dimension, value) that answers the query exactly, if one does: it filters
-    on at most one of project / agent / team and on nothing else, and groups by what a
-    rollup keeps (outcome, category, day, week, or the dimension it is keyed by)."""
-    if f.channel is not None or f.direction is not None or f.termination_reason is not None:
-        return None
-    chosen = [(d, v) for d, v in (("project", f.project), ("agent", f.agent), ("team", f.team)) if v is not None]
-    if len(chosen) > 1:
+    on at most one of project / agent / team and on nothing else (any other filter field,
+    present or future, sends it to the cells), and groups by what a rollup keeps."""
+    chosen = [
+        (x.name, value)
+        for x in fields(f)
+        if x.name not in ("interaction", "date_from", "date_to") and (value := getattr(f, x.name)) is not None
+    ]
+    if len(chosen) > 1 or any(name not in ("project", "agent", "team") for name, _ in chosen):
         return None
     dim, value = chosen[0] if chosen else (WHOLE, WHOLE)
-    if group_by in ("agent", "team", "project") and group_by != dim:
+    if group_by not in ROLLUP_GROUPS and group_by != dim:
         return None
     if group_by == "category" and as_defined == "now" and dim != "project":
         return None  # resolving a code "as defined now" needs its project
@@ -598,7 +608,18 @@ def read_cells(
 
 def _from_rollup(r: Reduced, f: MixFilter) -> Cell:
     """A rollup's field as a cell: the filtered dimension filled in, the others unknown."""
-    return Cell(f.project or "", r.code, f.agent, f.team, "", None, None, r.selected_by, r.corrected, r.category)
+    return Cell(
+        project=f.project or "",
+        code=r.code,
+        agent=f.agent,
+        team=f.team,
+        channel="",
+        direction=None,
+        termination=None,
+        selected_by=r.selected_by,
+        corrected=r.corrected,
+        category=r.category,
+    )
 
 
 def outcome_mix(

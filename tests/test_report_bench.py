@@ -19,7 +19,7 @@ import pytest
 
 from bench.report_load import Shape, configure, load
 from bench.reports_bench import TENANT, query_cases
-from projections.outcome_mix import outcome_mix
+from projections.outcome_mix import WHOLE, MixFilter, outcome_mix, rollup_for
 from projections.rates import rates
 from services.runtime import Runtime
 from tests import report_oracle
@@ -110,3 +110,19 @@ def test_a_view_behind_the_others_catches_up_alone(loaded: tuple[Runtime, Projec
     runner.settle(head)
     assert mix.position() == head
     assert answers(runtime, queries) == before
+
+
+def test_which_queries_a_rollup_answers() -> None:
+    """Rollups keep outcome, category then, selected by and corrected per tenant, project,
+    agent and team: any other filter or grouping reads the cells."""
+    assert rollup_for(MixFilter("call"), "category", "then") == (WHOLE, WHOLE)
+    assert rollup_for(MixFilter("call", project="p1"), "week", "now") == ("project", "p1")
+    assert rollup_for(MixFilter("call", project="p1"), "category", "now") == ("project", "p1")
+    assert rollup_for(MixFilter("call", agent="a1"), "agent", "then") == ("agent", "a1")
+    assert rollup_for(MixFilter("call", team="t1", date_from=date(2026, 1, 1)), "day", "then") == ("team", "t1")
+    assert rollup_for(MixFilter("call", agent="a1"), "category", "now") is None  # needs the project
+    assert rollup_for(MixFilter("call", agent="a1"), "team", "then") is None
+    assert rollup_for(MixFilter("call"), "project", "then") is None
+    assert rollup_for(MixFilter("call", project="p1", agent="a1"), "outcome", "then") is None
+    assert rollup_for(MixFilter("call", channel="voice"), "outcome", "then") is None
+    assert rollup_for(MixFilter("call", termination_reason="transfer"), "outcome", "then") is None
