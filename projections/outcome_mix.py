@@ -597,11 +597,14 @@ def read_cells(
         pipe.hgetall(_key(keys, REVENUE_OF[parts[0]], tenant, f.interaction, *parts[1:]))
     replies = pipe.execute()
     found: list[tuple[str, Cell, int, Decimal]] = []
+    cells: dict[bytes, Cell] = {}  # a field recurs day after day (a rollup's always): decode it once
     for n, day in enumerate(days):
         counts, revenue = replies[2 * n], replies[2 * n + 1]
         for raw, count in counts.items():
-            c = _cell.decode(raw) if rollup is None else _from_rollup(_reduced.decode(raw), f)
-            if f.matches(c):
+            c = cells.get(raw)
+            if c is None:
+                c = cells[raw] = _cell.decode(raw) if rollup is None else _from_rollup(_reduced.decode(raw), f)
+            if rollup is not None or f.matches(c):  # a rollup's cells are the filter's by construction
                 found.append((day, c, int(count), Decimal(revenue[raw].decode()) if raw in revenue else Decimal(0)))
     return found
 
