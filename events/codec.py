@@ -116,6 +116,17 @@ class _Envelope(msgspec.Struct, array_like=True):
 
 _encoder = msgspec.msgpack.Encoder()
 _envelope_decoder = msgspec.msgpack.Decoder(_Envelope)
+#: one decoder per event type: ``msgspec.msgpack.decode(type=...)`` looks the type up per call
+_body_decoders: dict[type[DomainEvent], msgspec.msgpack.Decoder[Any]] = {}
+
+
+def _body_decoder(cls: type[DomainEvent]) -> msgspec.msgpack.Decoder[Any]:
+    decoder = _body_decoders.get(cls)
+    if decoder is None:
+        decoder = _body_decoders[cls] = msgspec.msgpack.Decoder(cls)
+    return decoder
+
+
 _dict_decoder = msgspec.msgpack.Decoder(dict[str, Any])
 
 
@@ -276,15 +287,17 @@ class StructMapper(Mapper[UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.decode(stored_event.topic, stored_event.state)
 
-    def decode(self, topic: str, state: bytes) -> DomainEvent:
+    def decode(self, topic: str, state: bytes, *, unseal: bool = True) -> DomainEvent:
+        """The event; ``unseal=False`` leaves personal fields sealed, for readers that never
+        show them (the read models), which then fetch no subject key from Redis."""
         cls = resolve(topic)
         envelope = _envelope_decoder.decode(state)
         if envelope.v == cls.type_version:
-            event = msgspec.msgpack.decode(envelope.body, type=cls)
+            event = _body_decoder(cls).decode(envelope.body)
         else:
             body = upcast(topic, envelope.v, _dict_decoder.decode(envelope.body))
             event = msgspec.convert(body, cls)
-        return self._unseal(event)
+        return self._unseal(event) if unseal and cls.personal else event
 
     def _unseal(self, event: DomainEvent) -> DomainEvent:
         cls = type(event)

@@ -18,7 +18,9 @@ Queries resolve the pointer once (``current``) and then read one generation only
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import cast
@@ -47,6 +49,93 @@ class Changes:
     increments: list[Increment] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
+
+
+def _increments(increments: list[Increment]) -> list[Increment]:
+    """Summed per (key, field) first: a batch moves many interactions through the same
+    counters, and one HINCRBY of the sum leaves the same hash (a zero sum is no write: the
+    script removes a field that reaches 0 either way)."""
+    summed: dict[tuple[str, str], int] = defaultdict(int)
+    for key, name, n in increments:
+        summed[(key, name)] += n
+    return [(key, name, n) for (key, name), n in summed.items() if n]
+
+
+@dataclass
+class Batch:
+    """Log entries after some position, read once and decoded once (for one view or several)."""
+
+    #: notification id of every entry read
+    ids: list[int]
+    #: (notification id, event) of the entries of the types asked for
+    decoded: list[tuple[int, DomainEvent]]
+
+    @property
+    def last(self) -> int:
+        return self.ids[-1]
+
+    def after(self, position: int) -> list[DomainEvent]:
+        """The decoded events after ``position``."""
+        first = bisect_right([n for n, _ in self.decoded], position)
+        return [event for _, event in self.decoded[first:]]
+
+    def count_after(self, position: int) -> int:
+        """How many entries (decoded or not) lie after ``position``."""
+        return len(self.ids) - bisect_right(self.ids, position)
+
+
+def read_batch(view: View, position: int, until: int | None, topics: frozenset[bytes] | None = None) -> Batch | None:
+    """Up to the view's batch size of entries after ``position`` (and up to ``until``),
+    decoding only the ``topics`` (None: all); None at the end. Personal fields stay sealed:
+    no read model shows them, and no subject key is read."""
+    hi = f"{until}-0" if until is not None else "+"
+    entries: StreamEntries = xrange(view.client, view.keys.log, f"{position + 1}-0", hi, view.batch_size)
+    if not entries:
+        return None
+    ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in entries]
+    decoded = [
+        (n, view.mapper.decode(fields[b"t"].decode(), fields[b"s"], unseal=False))
+        for n, (_, fields) in zip(ids, entries, strict=True)
+        if topics is None or fields[b"t"] in topics
+    ]
+    return Batch(ids, decoded)
+
+
+def catch_up_together(
+    views: Sequence[View],
+    until: int | None,
+    observe: Mapping[str, Callable[[DomainEvent], None]] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> int:
+    """Catch the views of one shard up to ``until`` (None: the end of the log), reading and
+    decoding each batch once for all of them (each applies the part after its own
+    position); returns how many entries were read. ``observe`` maps a view's name to what
+    sees its applied events; ``on_batch`` gets (entries read, last position) per batch."""
+    if not views:
+        return 0
+    first = views[0]
+    each = [v.topics for v in views]
+    wanted = None if any(t is None for t in each) else frozenset().union(*(t for t in each if t is not None))
+    for view in views:
+        view.resolve()
+    read = 0
+    while True:
+        fields = [v.keys.view_position(v.name) for v in views]
+        raw = cast(list[bytes | None], first.client.hmget(first.keys.tracking, fields))
+        positions = [int(p) if p is not None else 0 for p in raw]
+        lowest = min(positions)
+        if until is not None and lowest >= until:
+            return read
+        batch = read_batch(first, lowest, until, wanted)
+        if batch is None:
+            return read
+        read += len(batch.ids)
+        for view, position in zip(views, positions, strict=True):
+            if position < batch.last:
+                view.apply(position, batch, (observe or {}).get(view.name))
+        if on_batch is not None:
+            on_batch(len(batch.ids), batch.last)
+        # a view whose commit lost a race is behind: the next round reads from its position
 
 
 class View:
@@ -101,26 +190,28 @@ class View:
             position = self.position()
             if until is not None and position >= until:
                 return applied
-            hi = f"{until}-0" if until is not None else "+"
-            entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", hi, self.batch_size)
-            if not entries:
+            batch = read_batch(self, position, until, self.topics)
+            if batch is None:
                 return applied
-            events = [
-                self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
-                for _, fields in entries
-                if self.topics is None or fields[b"t"] in self.topics
-            ]
-            last = int(entries[-1][0].split(b"-")[0])
-            done = self.commit(position, last, events)
-            if done == 1:
-                applied += len(entries)
-                for event in events if observe else ():
-                    observe(event)  # type: ignore[misc]
+            if self.apply(position, batch, observe):
+                applied += batch.count_after(position)
                 if on_batch is not None:
-                    on_batch(len(entries), last)
-            elif done == -1:
-                self.resolve()  # switched over by a replay: go on in the new generation
-            # else: another runner moved the position first; read it again
+                    on_batch(batch.count_after(position), batch.last)
+            # else: another runner moved the position first, or a replay switched the
+            # generation (apply moved to it): read the position again
+
+    def apply(self, position: int, batch: Batch, observe: Callable[[DomainEvent], None] | None = None) -> bool:
+        """Commit the batch's events after ``position`` (those the view reads); whether it was
+        applied. ``observe`` sees each applied event (after the commit)."""
+        events = [e for e in batch.after(position) if self.reads(e)]
+        done = self.commit(position, batch.last, events)
+        if done == -1:
+            self.resolve()  # switched over by a replay: go on in the new generation
+        if done != 1:
+            return False
+        for event in events if observe else ():
+            observe(event)  # type: ignore[misc]
+        return True
 
     def reads(self, event: DomainEvent) -> bool:
         """Whether the view reads events of this type (``topics``)."""
@@ -139,7 +230,7 @@ class View:
             self.keys.view_position(self.name),
             str(position),
             str(last),
-            msgspec.msgpack.encode(changes.increments),
+            msgspec.msgpack.encode(_increments(changes.increments)),
             msgspec.msgpack.encode(changes.assignments),
             msgspec.msgpack.encode(changes.scores),
         ]

@@ -34,6 +34,10 @@ Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 * ``c:<tenant>:<kind>:<day>`` hash: json(cell) -> interactions
 * ``r:<tenant>:<kind>:<day>`` hash: json(cell) -> revenue (a decimal string: exact sums
   are done here in Python, read-modify-write under the position check, not in Lua floats)
+* ``g:<tenant>:<kind>:<dimension>:<value>:<day>`` / ``gr:…`` hashes: the same counters and
+  revenue rolled up for the tenant (``*:*``), each project, agent and team, fields
+  json(Reduced): the queries ``rollup_for`` says they answer read these few fields instead
+  of every cell of the day
 * ``d:<tenant>:<kind>`` hash: day -> "1" (the days that have counters)
 * ``i:<tenant>`` hash: "<kind>:<id>" -> json(Facts)
 * ``a:<tenant>`` hash: agent -> json(team or null)
@@ -49,7 +53,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import Literal, NamedTuple, cast
@@ -386,19 +390,57 @@ def fold(state: State, events: Iterable[DomainEvent]) -> set[tuple[str, str, str
     return changed
 
 
+class Reduced(NamedTuple):
+    """A cell without the dimensions a rollup hash is keyed by, nor those its queries do
+    not filter on: the fields of ``g:`` hashes."""
+
+    code: str
+    category: str | None
+    selected_by: str
+    corrected: bool
+
+
+_reduced = msgspec.json.Decoder(Reduced)
+
+#: rollup dimension of the tenant's own rollup (no filter)
+WHOLE = "*"
+
+
+def rollups(c: Cell) -> Iterator[tuple[str, str]]:
+    """(dimension, value) of each rollup a cell also counts in: the tenant's, its project's,
+    its agent's and its team's. A query that filters on at most one of these (and on no
+    other dimension) reads a few small hashes per day instead of every cell of the day."""
+    yield WHOLE, WHOLE
+    yield "project", c.project
+    if c.agent is not None:
+        yield "agent", c.agent
+    if c.team is not None:
+        yield "team", c.team
+
+
+#: (tenant, kind, counters hash name parts after them, field)
+Where = tuple[str, str, tuple[str, ...], str]
+#: counters hash -> the hash holding the same fields' revenue
+REVENUE_OF = {"c": "r", "g": "gr"}
+
+
 @dataclass
 class Moves:
-    """Counter deltas of a batch: count and revenue per (counters key, cell)."""
+    """Counter deltas of a batch: count and revenue per (counters hash, field)."""
 
-    counts: dict[tuple[str, str, str, str], int] = field(default_factory=lambda: defaultdict(int))
-    revenue: dict[tuple[str, str, str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    counts: dict[Where, int] = field(default_factory=lambda: defaultdict(int))
+    revenue: dict[Where, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
 
     def add(self, tenant: str, facts: Facts, where: Cell, sign: int) -> None:
-        at = (tenant, facts.kind, facts.day, _pack(where))
-        self.counts[at] += sign
+        reduced = _pack(Reduced(where.code, where.category, where.selected_by, where.corrected))
+        targets: list[tuple[tuple[str, ...], str]] = [(("c", facts.day), _pack(where))]
+        targets += [(("g", dim, value, facts.day), reduced) for dim, value in rollups(where)]
         s = facts.standing
-        if s is not None and s.revenue is not None:
-            self.revenue[at] += sign * s.revenue
+        for parts, name in targets:
+            at = (tenant, facts.kind, parts, name)
+            self.counts[at] += sign
+            if s is not None and s.revenue is not None:
+                self.revenue[at] += sign * s.revenue
 
 
 def moves(
@@ -486,10 +528,12 @@ class OutcomeMixView(View):
         changed = fold(state, events)
         delta = moves(before, state, changed)
         out = Changes()
-        for (t, kind, day, where), n in delta.counts.items():
+        days: set[tuple[str, str, str]] = set()
+        for (t, kind, parts, where), n in delta.counts.items():
             if n:
-                out.increments.append((_key(self.keys, "c", t, kind, day), where, n))
-                out.assignments.append((_key(self.keys, "d", t, kind), day, "1"))
+                out.increments.append((_key(self.keys, parts[0], t, kind, *parts[1:]), where, n))
+                days.add((t, kind, parts[-1]))
+        out.assignments.extend((_key(self.keys, "d", t, kind), day, "1") for t, kind, day in sorted(days))
         out.assignments.extend(self._revenue(delta.revenue))
         for t, kind, ident in changed:
             facts = state.interactions[(t, kind, ident)]
@@ -498,18 +542,22 @@ class OutcomeMixView(View):
             out.assignments.extend(self._tenant_writes(t, s, *loaded[t]))
         return out
 
-    def _revenue(self, deltas: Mapping[tuple[str, str, str, str], Decimal]) -> list[Assignment]:
+    def _revenue(self, deltas: Mapping[Where, Decimal]) -> list[Assignment]:
         """New revenue sums: read (after the position; the script's check guards it), add, set."""
-        moved = [(k, d) for k, d in deltas.items() if d]
+        moved = [
+            (_key(self.keys, REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
+            for (t, kind, parts, where), d in deltas.items()
+            if d
+        ]
         if not moved:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for (t, kind, day, where), _ in moved:
-            pipe.hget(_key(self.keys, "r", t, kind, day), where)
+        for key, where, _ in moved:
+            pipe.hget(key, where)
         out: list[Assignment] = []
-        for ((t, kind, day, where), d), raw in zip(moved, pipe.execute(), strict=True):
+        for (key, where, d), raw in zip(moved, pipe.execute(), strict=True):
             total = (Decimal(raw.decode()) if raw else Decimal(0)) + d
-            out.append((_key(self.keys, "r", t, kind, day), where, str(total) if total else None))
+            out.append((key, where, str(total) if total else None))
         return out
 
     def _tenant_writes(
@@ -625,26 +673,79 @@ def defined_codes(now: Definitions, project: str | None) -> list[str]:
     return sorted({code for scope, code in now if scope is None or project is None or scope == project} | {NO_OUTCOME})
 
 
-def read_cells(client: redis.Redis, keys: ShardKeys, tenant: str, f: MixFilter) -> list[tuple[str, Cell, int, Decimal]]:
-    """(day, cell, count, revenue) of every cell of the days in range that passes the filter."""
-    days = sorted(
-        d
-        for d in (x.decode() for x in cast(list[bytes], client.hkeys(_key(keys, "d", tenant, f.interaction))))
-        if f.day_in_range(d)
-    )
+#: the groupings a rollup keeps besides the dimension it is keyed by
+ROLLUP_GROUPS = ("outcome", "category", "day", "week")
+
+
+def rollup_for(f: MixFilter, group_by: GroupBy, as_defined: AsDefined) -> tuple[str, str] | None:
+    """The rollup (dimension, value) that answers the query exactly, if one does: it filters
+    on at most one of project / agent / team and on nothing else (any other filter field,
+    present or future, sends it to the cells), and groups by what a rollup keeps."""
+    chosen = [
+        (x.name, value)
+        for x in fields(f)
+        if x.name not in ("interaction", "date_from", "date_to") and (value := getattr(f, x.name)) is not None
+    ]
+    if len(chosen) > 1 or any(name not in ("project", "agent", "team") for name, _ in chosen):
+        return None
+    dim, value = chosen[0] if chosen else (WHOLE, WHOLE)
+    if group_by not in ROLLUP_GROUPS and group_by != dim:
+        return None
+    if group_by == "category" and as_defined == "now" and dim != "project":
+        return None  # resolving a code "as defined now" needs its project
+    return dim, value
+
+
+def _days(client: redis.Redis, keys: ShardKeys, tenant: str, f: MixFilter) -> list[str]:
+    found = (x.decode() for x in cast(list[bytes], client.hkeys(_key(keys, "d", tenant, f.interaction))))
+    return sorted(d for d in found if f.day_in_range(d))
+
+
+def read_cells(
+    client: redis.Redis,
+    keys: ShardKeys,
+    tenant: str,
+    f: MixFilter,
+    group_by: GroupBy = "outcome",
+    as_defined: AsDefined = "then",
+) -> list[tuple[str, Cell, int, Decimal]]:
+    """(day, cell, count, revenue) of every cell of the days in range that passes the filter;
+    from a rollup when one answers the query (its cells carry only the dimensions it keeps)."""
+    days = _days(client, keys, tenant, f)
+    rollup = rollup_for(f, group_by, as_defined)
     pipe = client.pipeline(transaction=False)
     for day in days:
-        pipe.hgetall(_key(keys, "c", tenant, f.interaction, day))
-        pipe.hgetall(_key(keys, "r", tenant, f.interaction, day))
+        parts = ("c", day) if rollup is None else ("g", *rollup, day)
+        pipe.hgetall(_key(keys, parts[0], tenant, f.interaction, *parts[1:]))
+        pipe.hgetall(_key(keys, REVENUE_OF[parts[0]], tenant, f.interaction, *parts[1:]))
     replies = pipe.execute()
     found: list[tuple[str, Cell, int, Decimal]] = []
+    cells: dict[bytes, Cell] = {}  # a field recurs day after day (a rollup's always): decode it once
     for n, day in enumerate(days):
         counts, revenue = replies[2 * n], replies[2 * n + 1]
         for raw, count in counts.items():
-            c = _cell.decode(raw)
-            if f.matches(c):
+            c = cells.get(raw)
+            if c is None:
+                c = cells[raw] = _cell.decode(raw) if rollup is None else _from_rollup(_reduced.decode(raw), f)
+            if rollup is not None or f.matches(c):  # a rollup's cells are the filter's by construction
                 found.append((day, c, int(count), Decimal(revenue[raw].decode()) if raw in revenue else Decimal(0)))
     return found
+
+
+def _from_rollup(r: Reduced, f: MixFilter) -> Cell:
+    """A rollup's field as a cell: the filtered dimension filled in, the others unknown."""
+    return Cell(
+        project=f.project or "",
+        code=r.code,
+        agent=f.agent,
+        team=f.team,
+        channel="",
+        direction=None,
+        termination=None,
+        selected_by=r.selected_by,
+        corrected=r.corrected,
+        category=r.category,
+    )
 
 
 def outcome_mix(
@@ -673,15 +774,15 @@ def outcome_mix(
         interaction, project, agent, team, channel, direction, termination_reason, date_from, date_to, contact_list
     )
     now = definitions(client, keys, tenant)
-    rollup = now if defined_as is None else defined_as
+    defs = now if defined_as is None else defined_as  # what "as defined now" reads
     # per key: count, by agents, by the system, corrected
     counts: dict[str, list[int]] = {}
     revenue: dict[str, Decimal] = defaultdict(Decimal)
     if group_by == "outcome":
         for code in defined_codes(now, project):
             counts.setdefault(code, [0, 0, 0, 0])
-    for day, c, n, money in read_cells(client, keys, tenant, f):
-        key = group_key(c, day, group_by, as_defined, rollup)
+    for day, c, n, money in read_cells(client, keys, tenant, f, group_by, as_defined):
+        key = group_key(c, day, group_by, as_defined, defs)
         row = counts.setdefault(key, [0, 0, 0, 0])
         row[0] += n
         row[1] += n if c.selected_by == "agent" else 0

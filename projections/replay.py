@@ -24,8 +24,7 @@ import redis
 
 from events.codec import StructMapper
 from events.keys import ShardKeys
-from events.store import xrange
-from projections.base import View, delete_keys, generation
+from projections.base import View, catch_up_together, delete_keys, generation
 from projections.models import names, read_models
 
 BAR_WIDTH = 24
@@ -244,35 +243,11 @@ class Replayer:
     def _catch_up(self, builds: Sequence[_Build]) -> None:
         """One pass over the log: each batch read and decoded once, then committed to every
         view it is new to (each view from its own position: a resumed one may be ahead)."""
-        positions = {b.view.name: b.start for b in builds}
-        first = min(positions.values())
-        # decode only the types some view reads
-        topics = [b.view.topics for b in builds]
-        wanted = None if any(t is None for t in topics) else frozenset().union(*(t for t in topics if t is not None))
-        if self.report:
-            label = builds[0].view.name if len(builds) == 1 else f"{len(builds)} views"
-            self.report.start(label, self.head() - first)
-        while True:
-            low = min(positions.values())
-            entries = xrange(self.client, self.keys.log, f"({low}-0", "+", self.batch_size)
-            if not entries:
-                break
-            last = int(entries[-1][0].split(b"-")[0])
-            decoded = [
-                (int(entry_id.split(b"-")[0]), self.mapper.decode(fields[b"t"].decode(), fields[b"s"]))
-                for entry_id, fields in entries
-                if wanted is None or fields[b"t"] in wanted
-            ]
-            for b in builds:
-                at = positions[b.view.name]
-                if at >= last:
-                    continue
-                events = [e for n, e in decoded if n > at and b.view.reads(e)]
-                if b.view.commit(at, last, events) == 1:
-                    positions[b.view.name] = last
-                else:  # another replay of the same generation moved it: go on from there
-                    positions[b.view.name] = b.view.position()
-            if self.report:
-                self.report.advance(len(entries), self.head() - first)
-        if self.report:
-            self.report.finish()
+        first = min(b.start for b in builds)
+        report = self.report
+        if report is None:
+            catch_up_together([b.view for b in builds], None)
+            return
+        report.start(builds[0].view.name if len(builds) == 1 else f"{len(builds)} views", self.head() - first)
+        catch_up_together([b.view for b in builds], None, on_batch=lambda n, _: report.advance(n, self.head() - first))
+        report.finish()

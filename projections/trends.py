@@ -48,7 +48,7 @@ def outcome_trend(
     """Rows by period, then key."""
     now = definitions(client, keys, tenant)
     per: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for day, c, n, _revenue in read_cells(client, keys, tenant, f):
+    for day, c, n, _revenue in read_cells(client, keys, tenant, f, by, as_defined):
         per[group_key(c, day, period, as_defined, now)][group_key(c, day, by, as_defined, now)] += n
     listed = defined_codes(now, f.project) if by == "outcome" else []
     rows: list[TrendRow] = []

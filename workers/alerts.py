@@ -91,7 +91,9 @@ class AlertWatch(View):
     def __init__(
         self, runtime: Runtime, keys: ShardKeys, mapper: StructMapper, mix: OutcomeMixView, batch_size: int = 1000
     ) -> None:
-        super().__init__(NAME, None, runtime.client, keys, mapper, batch_size)
+        # only selections and corrections mark weeks: no other event is decoded for it
+        topics = frozenset({OutcomeSelected.type_name, OutcomeCorrected.type_name})
+        super().__init__(NAME, None, runtime.client, keys, mapper, batch_size, topics=topics)
         self.runtime = runtime
         self.mix = mix
         self.pending_key = keys.view(NAME) + "pending"
@@ -156,9 +158,9 @@ class AlertWatch(View):
         counts: dict[str, tuple[dict[str, int], dict[str, int]]] = {
             p: (defaultdict(int), defaultdict(int)) for p in projects
         }
-        for day, c, n, _revenue in read_cells(
-            self.client, current(self.client, self.keys), tenant, MixFilter(kind, date_from=first, date_to=sunday)
-        ):
+        window = MixFilter(kind, date_from=first, date_to=sunday)
+        # grouped by project: the cells (or a project's rollup) keep each selection's project
+        for day, c, n, _revenue in read_cells(self.client, current(self.client, self.keys), tenant, window, "project"):
             if c.project in counts:
                 counts[c.project][0 if date.fromisoformat(day) >= monday else 1][c.code] += n
         return {

@@ -21,6 +21,7 @@ from faststream.redis import RedisBroker, StreamSub
 
 from events.codec import StructMapper, SubjectKeys
 from events.keys import ShardKeys
+from projections.base import catch_up_together
 from projections.models import read_models
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_mix import OutcomeMixView
@@ -66,14 +67,16 @@ class ProjectionRunner:
         self.runtime = Runtime(settings)
         self.views = read_models(self.client, self.keys, mapper)
         mix = next(v for v in self.views if isinstance(v, OutcomeMixView))
-        # last: it reads the outcome mix, and records alerts (docs/reports.md "Alerts")
-        self.views.append(AlertWatch(self.runtime, self.keys, mapper, mix))
+        # last: it reads the outcome mix, and records alerts (docs/reports.md "Alerts");
+        # not a read model (nothing to rebuild: it records alerts), but it follows the log too
+        self.alert_watch = AlertWatch(self.runtime, self.keys, mapper, mix)
         self.quotas = QuotaWatcher(self.runtime, self.keys)
 
     def settle(self, up_to: int) -> None:
-        for view in self.views:
-            view.catch_up(until=up_to, observe=self.quotas.observe if view.name == OUTCOME_COUNTS else None)
+        # each batch of the log read and decoded once for every view
+        catch_up_together([*self.views, self.alert_watch], up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
         self.quotas.flush()
+        self.alert_watch.check_pending()  # the weeks the batches marked, against the caught-up mix
 
     def reclaim(self, consumer: str, min_idle_ms: int) -> int:
         """Take over entries pending too long elsewhere, settle them, acknowledge them."""
