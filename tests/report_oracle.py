@@ -50,6 +50,18 @@ Readings of PRODUCT.md made here (where it is silent or leaves a choice):
 * **Every defined outcome** (global outcomes, and the outcomes of the filtered project or of
   every project) has a row when grouping by outcome, with ``-`` for "no outcome"; rows are
   keyed by code.
+* **QA verdicts** (PRODUCT.md §4 names the figures, not their arithmetic): a reviewer (the
+  verdict's actor) has one verdict per interaction, their latest; two reviewers count twice.
+  A verdict counts for the outcome it reviewed (the one that stood when it was given, kept on
+  the event), so a later correction does not move it. The report covers a project's
+  interactions that started in a local date range; an outcome's *selections* there are the
+  interactions whose outcome stands as it (the last one selected during the interaction, as
+  corrected -- a kept-active conversation's latest while it is open). Agreement = confirmed ÷
+  reviewed. Confused pairs: (reviewed outcome, should have been) over the disputes. Flags,
+  with the thresholds docs/reports.md documents (PRODUCT.md gives none): *disputed* -- at
+  least 5 reviews and agreement below 80 %; *overused* -- at least 5 reviews and at least 2
+  disputes away from it, more than twice the disputes naming it as the one it should have
+  been; *unclear* -- disputed into some other outcome and that one into it.
 * ``direction`` and ``termination_reason`` are call facts: conversations have neither, so a
   filter on them selects no conversation.
 """
@@ -84,6 +96,7 @@ from events.types import (
     OutcomeSelected,
     ProjectChanged,
     ProjectCreated,
+    QaVerdictRecorded,
 )
 
 NO_OUTCOME = "-"
@@ -636,4 +649,90 @@ def rates(
         fcr_conversations=resolved,
         closed_conversations=len(conversations),
         first_call_resolution=_ratio(resolved, len(conversations)),
+    )
+
+
+# -- QA verdicts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QaRow:
+    outcome: str
+    selections: int
+    reviewed: int
+    confirmed: int
+    disputed: int
+    agreement_rate: float | None
+    disputed_into: int
+    flags: list[str]
+    unclear_with: list[str]
+
+
+@dataclass(frozen=True)
+class Qa:
+    outcomes: list[QaRow]
+    #: (outcome reviewed, should have been, disputes), most first, then by the codes
+    confused_pairs: list[tuple[str, str, int]]
+    reviewed: int
+    confirmed: int
+    agreement_rate: float | None
+
+
+def qa(events: Sequence[DomainEvent], *, tz: str, project: str, date_from: date, date_to: date) -> Qa:
+    """The QA report of a project's interactions that started in the local date range."""
+    ledger = rebuild(events)
+    #: (kind, id) -> reviewer -> (outcome reviewed, should have been or None): the latest
+    latest: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {}
+    for e in events:
+        if isinstance(e, QaVerdictRecorded):
+            latest.setdefault((e.interaction, e.interaction_id), {})[e.actor] = (e.outcome_code, e.should_have_been)
+    chosen = [
+        i
+        for i in ledger.interactions.values()
+        if i.project == project and date_from <= local_day(i.started_at, tz) <= date_to
+    ]
+    selections: dict[str, int] = {}
+    verdicts: list[tuple[str, str | None]] = []
+    for i in chosen:
+        if i.selections:
+            code = i.selections[-1].code
+            selections[code] = selections.get(code, 0) + 1
+        verdicts.extend(latest.get((i.kind, i.id), {}).values())
+    codes = set(selections) | {code for code, _ in verdicts} | {shb for _, shb in verdicts if shb is not None}
+    disputes = [(code, shb) for code, shb in verdicts if shb is not None]
+    rows = []
+    for code in sorted(codes):
+        reviewed = sum(1 for c, _ in verdicts if c == code)
+        confirmed = sum(1 for c, shb in verdicts if c == code and shb is None)
+        away = reviewed - confirmed
+        into = sum(1 for _, shb in disputes if shb == code)
+        flags = []
+        if reviewed >= 5 and confirmed / reviewed < 0.8:
+            flags.append("disputed")
+        if reviewed >= 5 and away >= 2 and away > 2 * into:
+            flags.append("overused")
+        both_ways = sorted({b for a, b in disputes if a == code and (b, code) in disputes})
+        if both_ways:
+            flags.append("unclear")
+        rows.append(
+            QaRow(
+                outcome=code,
+                selections=selections.get(code, 0),
+                reviewed=reviewed,
+                confirmed=confirmed,
+                disputed=away,
+                agreement_rate=confirmed / reviewed if reviewed else None,
+                disputed_into=into,
+                flags=flags,
+                unclear_with=both_ways,
+            )
+        )
+    pairs = sorted({(a, b, disputes.count((a, b))) for a, b in disputes}, key=lambda p: (-p[2], p[0], p[1]))
+    confirmed_all = sum(1 for _, shb in verdicts if shb is None)
+    return Qa(
+        outcomes=rows,
+        confused_pairs=pairs,
+        reviewed=len(verdicts),
+        confirmed=confirmed_all,
+        agreement_rate=confirmed_all / len(verdicts) if verdicts else None,
     )
