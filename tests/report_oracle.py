@@ -62,6 +62,13 @@ Readings of PRODUCT.md made here (where it is silent or leaves a choice):
   least 5 reviews and agreement below 80 %; *overused* -- at least 5 reviews and at least 2
   disputes away from it, more than twice the disputes naming it as the one it should have
   been; *unclear* -- disputed into some other outcome and that one into it.
+* **History**: every call and conversation, oldest start first (ties by kind and id), whether
+  or not it counts in the mix yet; its outcome is the one that stands (the last selected
+  during the interaction, as corrected; ``-`` for none), its agent that selection's agent,
+  else the agent the call facts name. Filters: project; agent -- the row's or any of its
+  selections'; outcome -- any of its selections (late ones too, as corrected) shows it, ``-``
+  for rows with none; kind; local date range of the start. **Sampling** draws from the rows
+  the outcome filter and the date range give.
 * ``direction`` and ``termination_reason`` are call facts: conversations have neither, so a
   filter on them selects no conversation.
 """
@@ -147,6 +154,8 @@ class Interaction:
     #: non-late selections in order: a call has at most one; a conversation one per selection
     selections: list[Sel] = field(default_factory=list)
     late: list[Sel] = field(default_factory=list)
+    #: (previous code, corrected code), in order
+    corrections: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def counted(self) -> bool:
@@ -321,6 +330,7 @@ def rebuild(events: Sequence[DomainEvent]) -> Ledger:
         elif isinstance(e, OutcomeCorrected):
             target = found[(e.interaction, e.interaction_id)]
             corrected = target.selections[-1]
+            target.corrections.append((corrected.code, e.outcome_code))
             target.selections[-1] = Sel(
                 code=e.outcome_code,
                 definition=e.definition,
@@ -736,3 +746,59 @@ def qa(events: Sequence[DomainEvent], *, tz: str, project: str, date_from: date,
         confirmed=confirmed_all,
         agreement_rate=confirmed_all / len(verdicts) if verdicts else None,
     )
+
+
+# -- the history table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    kind: Kind
+    id: str
+    outcome: str
+    agent: str | None
+    #: the codes of the selections made during the interaction, as corrected, then the late ones
+    outcomes: list[str]
+    late: list[str]
+    corrections: list[tuple[str, str]]
+
+
+def history(
+    events: Sequence[DomainEvent],
+    *,
+    tz: str,
+    project: str | None = None,
+    agent: str | None = None,
+    outcome: str | None = None,
+    kind: Kind | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[HistoryRow]:
+    """The history table's rows with these filters, in its order."""
+    found = []
+    for i in rebuild(events).interactions.values():
+        every = [*i.selections, *i.late]
+        codes = {s.code for s in every}
+        row_agent = i.selections[-1].agent if i.selections and i.selections[-1].agent else i.fact_agent
+        day = local_day(i.started_at, tz)
+        if (
+            (project is None or i.project == project)
+            and (agent is None or agent == row_agent or any(s.agent == agent for s in every))
+            and (outcome is None or outcome in codes or (outcome == NO_OUTCOME and not codes))
+            and (kind is None or i.kind == kind)
+            and (date_from is None or day >= date_from)
+            and (date_to is None or day <= date_to)
+        ):
+            found.append((i.started_at, f"{i.kind}:{i.id}", i, row_agent))
+    return [
+        HistoryRow(
+            kind=i.kind,
+            id=i.id,
+            outcome=i.selections[-1].code if i.selections else NO_OUTCOME,
+            agent=row_agent,
+            outcomes=[s.code for s in i.selections],
+            late=[s.code for s in i.late],
+            corrections=list(i.corrections),
+        )
+        for _, _, i, row_agent in sorted(found, key=lambda x: (x[0], x[1]))
+    ]
