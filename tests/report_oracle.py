@@ -69,6 +69,12 @@ Readings of PRODUCT.md made here (where it is silent or leaves a choice):
   selections'; outcome -- any of its selections (late ones too, as corrected) shows it, ``-``
   for rows with none; kind; local date range of the start. **Sampling** draws from the rows
   the outcome filter and the date range give.
+* **Follow-up SLA** ("open and overdue tasks per owner and team"): a task's owner is the
+  latest one named (a reassignment names its owners afresh): the agent when one is named,
+  else the team, else the role; its team the owning team named. A task is in a period by the
+  local day of its due time. At the moment of the report, a task is overdue when still open
+  after its due time; completed late when its completion was recorded after its due time.
+  SLA met = completed in time ÷ (completed + overdue).
 * ``direction`` and ``termination_reason`` are call facts: conversations have neither, so a
   filter on them selects no conversation.
 """
@@ -96,6 +102,10 @@ from events.types import (
     ContactSaved,
     ConversationClosed,
     ConversationStarted,
+    FollowUpCancelled,
+    FollowUpCompleted,
+    FollowUpOpened,
+    FollowUpReassigned,
     OutcomeChanged,
     OutcomeCorrected,
     OutcomeDefined,
@@ -802,3 +812,63 @@ def history(
         )
         for _, _, i, row_agent in sorted(found, key=lambda x: (x[0], x[1]))
     ]
+
+
+# -- follow-up SLA -------------------------------------------------------------------------------------
+
+
+def follow_up_sla(
+    events: Sequence[DomainEvent],
+    *,
+    tz: str,
+    now: datetime,
+    group_by: Literal["owner", "team"] = "owner",
+    project: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> dict[str, tuple[int, int, int, int, int, int, int, float | None]]:
+    """Per owner (or team): tasks, open, completed, cancelled, overdue, completed in time,
+    completed late, SLA met -- at the moment ``now``."""
+    tasks: dict[object, dict[str, object]] = {}
+    for e in events:
+        if isinstance(e, FollowUpOpened):
+            tasks[e.originator_id] = {
+                "project": e.project_id,
+                "due": e.due_at,
+                "owners": (None, e.owner_team, e.owner_role),
+                "status": "open",
+                "done": None,
+            }
+        elif isinstance(e, FollowUpReassigned):
+            tasks[e.originator_id]["owners"] = (e.owner_agent, e.owner_team, e.owner_role)
+        elif isinstance(e, FollowUpCompleted):
+            tasks[e.originator_id].update(status="completed", done=e.recorded_at)
+        elif isinstance(e, FollowUpCancelled):
+            tasks[e.originator_id]["status"] = "cancelled"
+    groups: dict[str, list[int]] = {}
+    for t in tasks.values():
+        due = t["due"]
+        assert isinstance(due, datetime)
+        agent, team, role = t["owners"]  # type: ignore[misc]
+        day = local_day(due, tz)
+        if (project is not None and t["project"] != project) or (date_from and day < date_from):
+            continue
+        if date_to and day > date_to:
+            continue
+        if group_by == "team":
+            key = team or NO_OUTCOME
+        else:
+            key = f"agent:{agent}" if agent else f"team:{team}" if team else f"role:{role}" if role else NO_OUTCOME
+        g = groups.setdefault(key, [0] * 7)
+        done = t["done"]
+        g[0] += 1
+        g[1] += t["status"] == "open"
+        g[2] += t["status"] == "completed"
+        g[3] += t["status"] == "cancelled"
+        g[4] += t["status"] == "open" and due < now
+        g[5] += isinstance(done, datetime) and done <= due
+        g[6] += isinstance(done, datetime) and done > due
+    return {
+        key: (*g, g[5] / (g[2] + g[4]) if g[2] + g[4] else None)  # type: ignore[misc]
+        for key, g in sorted(groups.items())
+    }
