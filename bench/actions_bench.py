@@ -2,11 +2,14 @@
 forwarder, in one run (issue "Follow-up action workers": p99 under 100 ms at 500
 selections/s).
 
-    python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000]
+    python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000] [--split [--action-processes N]]
+                                  [--profile F]
 
 Everything real: a private redis-server with ``appendfsync always``, ``outcomes worker`` as
 its own process (all its followers running: SMS planner and sender, follow-ups, contact
-lists, flows), and a local HTTP receiver process standing in for the SMS gateway
+lists, flows, webhooks; with ``--split`` the action followers in one process -- or N
+sharing them, ``--action-processes`` -- and the projections, timers and ingest in
+another), and a local HTTP receiver process standing in for the SMS gateway
 (``bench/receiver.py``) that logs when each SMS arrives.
 
 1. Paced: selections of an auto-send SMS outcome at ``--rate`` per second for
@@ -175,6 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--backlog", type=int, default=5000)
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="the action followers in a worker process of their own (--role actions), the rest in another",
+    )
+    parser.add_argument(
+        "--action-processes", type=int, default=1, help="with --split: worker --role actions --processes N"
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the backlog's worker into this file (speedscope JSON)"
+    )
     args = parser.parse_args(argv)
     work = ROOT / "var" / "bench" / "actions"
     shutil.rmtree(work, ignore_errors=True)
@@ -197,10 +211,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spawn("-m", "bench.receiver", "--port", str(port), "--log", str(log))
         runtime = Runtime(Settings(redis_url=server.url))
+        info = cast(dict[str, Any], runtime.client.info("server"))
+        results["machine"] += f", Redis {info['redis_version']}"
+        results["load_before"] = os.getloadavg()
         ledger = seed(runtime)
         n = int(args.rate * args.seconds)
         paced_calls = start_calls(ledger, "p", n)
-        worker = spawn("-m", "services.cli", "worker")
+        roles = ["actions", "projections"] if args.split else ["all"]
+        processes = ["--processes", str(args.action_processes)]
+
+        def workers() -> list[subprocess.Popen[bytes]]:
+            return [
+                spawn("-m", "services.cli", "worker", "--role", role, *(processes if role == "actions" else []))
+                for role in roles
+            ]
+
+        running = workers()
         deadline = time.monotonic() + 120
         while not caught_up(runtime) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -209,14 +235,22 @@ def main(argv: list[str] | None = None) -> int:
         by_key = {sms_key(c): t for c, t in sent.items()}
         results["paced"] = latency(by_key, wait_for(log, list(by_key), 120))
 
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        for worker in running:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
         backlog_calls = start_calls(ledger, "b", args.backlog)
         print(f"backlog: {args.backlog} selections, then the worker ...", flush=True)
         run_threads(8, [lambda c=c: select(ledger, c) for c in backlog_calls])  # type: ignore[misc]
-        spawn("-m", "services.cli", "worker")
+        drainer = workers()[0]  # the one with the action followers
+        profiler = None
+        if args.profile:  # py-spy (pip install py-spy) records the draining worker, all threads
+            py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "-f", "speedscope", "-r", "50", "-s"]
+            profiler = subprocess.Popen([*py_spy, "-o", str(args.profile.resolve()), "--pid", str(drainer.pid)])
         keys = [sms_key(c) for c in backlog_calls]
         got = wait_for(log, keys, 300)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # writes the profile
+            profiler.wait(timeout=60)
         times = sorted(got[k][0] for k in keys if k in got)
         results["backlog"] = {
             "delivered": len(times),
@@ -231,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         base_keys = [f"base-{i}" for i in range(n)]
         sent = paced(args.rate, base_keys, lambda k: runtime.client.xadd(stream, {"key": k}) and None)
         results["baseline"] = latency(sent, wait_for(log, base_keys, 120))
+        results["load_after"] = os.getloadavg()
         runtime.close()
     finally:
         for proc in procs:
@@ -239,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     print(f"\nmachine: {results['machine']}; Redis appendfsync always")
+    print(f"load average (1, 5, 15 min) before: {results['load_before']}, after: {results['load_after']}")
     print(f"{'':<22}{'delivered':>12}{'rate/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for name in ("paced", "baseline"):
         r = results[name]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
@@ -25,6 +26,7 @@ from uuid import UUID
 
 import msgspec
 import redis
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
@@ -129,29 +131,53 @@ def upcast(name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+#: how long a process keeps a subject's key after reading it (``OUTCOMES_SUBJECT_KEY_TTL``)
+SUBJECT_KEY_TTL_SECONDS = float(os.environ.get("OUTCOMES_SUBJECT_KEY_TTL", "60"))
+
+
 class SubjectKeys:
     """Per-data-subject AES-256 keys, one Redis key each, outside the log.
 
-    Keys are cached in-process; ``destroy`` deletes the key (crypto-shredding).
+    Keys are cached in-process for ``ttl`` seconds (at most ``max_cached`` of them), so a
+    worker reading the same contact's events again reads its key once. ``destroy`` deletes
+    the key (crypto-shredding) and this process's copy; another process's copy lapses
+    within ``ttl`` -- an erasure is complete for every process ``ttl`` seconds after it
+    (docs/architecture.md). ``forget_cached`` drops a copy at once.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        ttl: float = SUBJECT_KEY_TTL_SECONDS,
+        max_cached: int = 100_000,
+    ) -> None:
         self.client = client
         self.prefix = prefix
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self.ttl = ttl
+        self.max_cached = max_cached
+        #: (tenant, subject) -> (key, monotonic time it lapses)
+        self._cache: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     def key_for(self, tenant: str, subject: str, *, create: bool) -> bytes | None:
         cached = self._cache.get((tenant, subject))
-        if cached is not None:
-            return cached
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         name = subject_key(self.prefix, tenant, subject)
         if create:
-            # SET NX then GET: two racing writers end up with the same key.
-            self.client.set(name, AESGCM.generate_key(bit_length=256), nx=True)
-        key = self.client.get(name)
+            # SET NX then GET, in one round trip: two racing writers end up with the same key
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(name, AESGCM.generate_key(bit_length=256), nx=True)
+            pipe.get(name)
+            key = pipe.execute()[1]
+        else:
+            key = self.client.get(name)
         if key is None:
             return None
-        self._cache[(tenant, subject)] = bytes(key)  # type: ignore[arg-type]
+        if len(self._cache) >= self.max_cached:
+            self._cache.clear()  # rare; cheaper than tracking recency on every read
+        self._cache[(tenant, subject)] = (bytes(key), time.monotonic() + self.ttl)  # type: ignore[arg-type]
         return bytes(key)  # type: ignore[arg-type]
 
     def destroy(self, tenant: str, subject: str) -> None:
@@ -174,7 +200,12 @@ def unseal(key: bytes | None, value: str, context: bytes) -> str:
     if key is None:
         return ERASED
     raw = base64.b64decode(value[len(_SEALED) :])
-    return AESGCM(key).decrypt(raw[:12], raw[12:], context).decode()
+    try:
+        return AESGCM(key).decrypt(raw[:12], raw[12:], context).decode()
+    except InvalidTag:
+        # sealed under a key since destroyed: the subject was erased and later given a new
+        # key (new data for the same id); the old text is as gone as with no key at all
+        return ERASED
 
 
 def _map_text(value: str | tuple[str, ...], fn: Callable[[str], str]) -> str | tuple[str, ...]:
@@ -186,6 +217,13 @@ def _is_sealed(value: object) -> bool:
     if isinstance(value, str):
         return value.startswith(_SEALED)
     return isinstance(value, tuple) and any(isinstance(v, str) and v.startswith(_SEALED) for v in value)
+
+
+def stored_body(topic: str, state: bytes) -> dict[str, Any]:
+    """A stored event's body as a dict, upcast, personal fields left sealed: for scanning the
+    log for a subject's events without reading anyone's key (services/erasure.py)."""
+    envelope = _envelope_decoder.decode(state)
+    return upcast(topic, envelope.v, _dict_decoder.decode(envelope.body))
 
 
 class StructMapper(Mapper[UUID]):

@@ -8,6 +8,7 @@ tag of its own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from uuid import UUID
 
 DEFAULT_PREFIX = "ol"
@@ -30,7 +31,9 @@ def decode_originator_id(stored: str) -> UUID | str:
 class ShardKeys:
     """Names of the keys of one shard."""
 
-    def __init__(self, shard: str = DEFAULT_SHARD, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, shard: str = DEFAULT_SHARD, prefix: str = DEFAULT_PREFIX, generations: Mapping[str, str] | None = None
+    ) -> None:
         if not shard or any(c in shard for c in "{}: \n"):
             raise ValueError(f"invalid shard name {shard!r}")
         self.shard = shard
@@ -52,6 +55,11 @@ class ShardKeys:
         self.attempts = self.prefix + "attempts"
         #: stream: signed checkpoints of the log chain, id "<notification id>-0" (docs/audit.md)
         self.checkpoints = self.prefix + "checkpoints"
+        #: hash: view name -> its current generation (absent: the first, unnumbered one);
+        #: "<view>~next" -> the generation a replay is building; "<view>~seq" -> last one numbered
+        self.view_generations = self.prefix + "views"
+        #: the view generations these names resolve to (``projections.base.current``)
+        self.generations: Mapping[str, str] = dict(generations or {})
 
     def aggregate_index(self, originator_id: UUID | str) -> str:
         """Sorted set: score = aggregate version, member = notification id."""
@@ -75,9 +83,30 @@ class ShardKeys:
         """A stream published to third parties (e.g. dialers' contact-list changes), per tenant."""
         return self.prefix + "pub:" + stream + ":" + tenant
 
+    def lease(self, worker: str) -> str:
+        """Which worker process runs a log follower now (workers/leases.py)."""
+        return self.prefix + "lease:" + worker
+
+    def lease_wanted(self, worker: str) -> str:
+        """Set by the follower's home process while another holds its lease: hand it back."""
+        return self.prefix + "lease-wanted:" + worker
+
+    def suppressed(self, tenant: str) -> str:
+        """Set of keyed hashes of erased contacts' numbers: never called or texted (docs/erasure.md)."""
+        return self.prefix + "suppressed:" + tenant
+
     def view(self, name: str) -> str:
-        """Prefix of a read model's keys; a view lives in its shard's slot."""
-        return self.prefix + "v:" + name + ":"
+        """Prefix of a read model's keys in its generation; a view lives in its shard's slot."""
+        return self.prefix + "v:" + self.view_position(name) + ":"
+
+    def view_position(self, name: str) -> str:
+        """The view's field in ``tracking`` (and its key infix): ``<name>`` or ``<name>@<generation>``."""
+        generation = self.generations.get(name, "")
+        return f"{name}@{generation}" if generation else name
+
+    def with_generation(self, name: str, generation: str) -> ShardKeys:
+        """The same shard's names with one view in another generation (a replay builds there)."""
+        return ShardKeys(self.shard, self.base_prefix, {**self.generations, name: generation})
 
 
 class RegistryKeys:
@@ -93,6 +122,8 @@ class RegistryKeys:
         self.api_keys = self.prefix + "api-keys"
         #: hash: tenant id -> requests per second
         self.rate_limits = self.prefix + "rate-limits"
+        #: hash: tenant id -> the secret keying the hashes of suppressed numbers (docs/erasure.md)
+        self.suppression_secrets = self.prefix + "suppression-secrets"
 
 
 class IngestKeys:

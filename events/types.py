@@ -419,6 +419,17 @@ class ContactSaved(DomainEvent, frozen=True, kw_only=True):
         return f"contact:{self.contact_id}"
 
 
+@event_type("ContactErased", 1)
+class ContactErased(DomainEvent, frozen=True, kw_only=True):
+    """The contact's personal data was erased (docs/erasure.md): its subject key destroyed, so
+    every sealed field of its events reads back as ``[erased]``, and what sat outside the log
+    purged. Its numbers stay suppressed as keyed hashes, never in clear."""
+
+    contact_id: str
+    #: HMAC-SHA256 (hex, the tenant's suppression secret) of each number now never called or texted
+    suppressed: tuple[str, ...] = ()
+
+
 @event_type("ContactOptedOut", 1)
 class ContactOptedOut(_Fact, frozen=True, kw_only=True):
     contact_id: str
@@ -656,9 +667,10 @@ class SmsCancelled(_SmsEvent, frozen=True, kw_only=True):
 
 @event_type("SmsSuppressed", 1)
 class SmsSuppressed(_SmsEvent, frozen=True, kw_only=True):
-    """No SMS went, on purpose: "opted_out" (the contact replied STOP), "no_number"."""
+    """No SMS went, on purpose: "opted_out" (the contact replied STOP), "no_number", "erased"
+    (the contact was erased, or the number is an erased contact's)."""
 
-    reason: Literal["opted_out", "no_number"]
+    reason: Literal["opted_out", "no_number", "erased"]
 
 
 # -- contact lists and dialing (PRODUCT.md §1 "Contact handling", §3 "Contact lists") -------------

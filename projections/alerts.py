@@ -21,6 +21,7 @@ from events.types import AlertRule, Interaction, OutcomeAlertRaised
 from projections.base import Changes, View
 
 NAME = "alerts"
+TOPICS = frozenset({OutcomeAlertRaised.type_name})
 
 
 class AlertRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,8 +65,10 @@ def row_of(e: OutcomeAlertRaised) -> AlertRow:
 
 
 class AlertsView(View):
-    def __init__(self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size)
+    def __init__(
+        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+    ) -> None:
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
         out = Changes()

@@ -8,6 +8,12 @@ mix) overrides ``changes``: it reads its state after the position, and writes it
 in the same script, so a runner that lost a race writes neither state nor counters.
 Delivery (the FastStream consumer group) just says "there is more"; replaying any
 delivery, or losing one, changes nothing.
+
+A view lives in a *generation* (``ShardKeys.view``): ``outcomes replay`` builds a fresh one
+beside the current one and switches the shard's pointer (``ShardKeys.view_generations``).
+A live view (``follow=True``) writes only while its generation is current -- the script
+checks the pointer -- and on a refusal moves to the current one and its tracking position.
+Queries resolve the pointer once (``current``) and then read one generation only.
 """
 
 from __future__ import annotations
@@ -52,8 +58,15 @@ class View:
         keys: ShardKeys,
         mapper: StructMapper,
         batch_size: int = 1000,
+        *,
+        follow: bool = True,
+        topics: frozenset[str] | None = None,
     ) -> None:
         self.name = name
+        #: the event type names the view reads (None: all); others are not even decoded
+        self.topics = frozenset(t.encode() for t in topics) if topics is not None else None
+        #: a live view follows the current generation; a replay's builds its own
+        self.follow = follow
         self.function = function
         self.client = client
         self.keys = keys
@@ -63,15 +76,27 @@ class View:
         self._apply = client.register_script(script)
 
     def position(self) -> int:
-        value = self.client.hget(self.keys.tracking, self.name)
+        value = self.client.hget(self.keys.tracking, self.keys.view_position(self.name))
         return int(cast(bytes, value)) if value is not None else 0
 
-    def catch_up(self, until: int | None = None, observe: Callable[[DomainEvent], None] | None = None) -> int:
+    def resolve(self) -> None:
+        """A live view moves to its current generation (a replay may have switched it)."""
+        if self.follow:
+            self.keys = self.keys.with_generation(self.name, generation(self.client, self.keys, self.name))
+
+    def catch_up(
+        self,
+        until: int | None = None,
+        observe: Callable[[DomainEvent], None] | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Apply every event after the view's position (up to ``until``); returns how many.
 
-        ``observe`` sees each event of a batch this call applied (after its commit).
+        ``observe`` sees each event of a batch this call applied (after its commit);
+        ``on_batch`` gets (events applied, new position) after each committed batch.
         """
         applied = 0
+        self.resolve()
         while True:
             position = self.position()
             if until is not None and position >= until:
@@ -80,20 +105,47 @@ class View:
             entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", hi, self.batch_size)
             if not entries:
                 return applied
-            events = [self.mapper.decode(fields[b"t"].decode(), fields[b"s"]) for _, fields in entries]
-            changes = self.changes(events)
+            events = [
+                self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
+                for _, fields in entries
+                if self.topics is None or fields[b"t"] in self.topics
+            ]
             last = int(entries[-1][0].split(b"-")[0])
-            args: list[str | bytes] = [self.name, str(position), str(last), msgspec.msgpack.encode(changes.increments)]
-            if changes.assignments or changes.scores:
-                args.append(msgspec.msgpack.encode(changes.assignments))
-            if changes.scores:
-                args.append(msgspec.msgpack.encode(changes.scores))
-            done = self._apply(keys=[self.keys.tracking], args=args)
-            if done:
+            done = self.commit(position, last, events)
+            if done == 1:
                 applied += len(entries)
                 for event in events if observe else ():
                     observe(event)  # type: ignore[misc]
+                if on_batch is not None:
+                    on_batch(len(entries), last)
+            elif done == -1:
+                self.resolve()  # switched over by a replay: go on in the new generation
             # else: another runner moved the position first; read it again
+
+    def reads(self, event: DomainEvent) -> bool:
+        """Whether the view reads events of this type (``topics``)."""
+        return self.topics is None or type(event).type_name.encode() in self.topics
+
+    def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
+        """Apply the events of the log after ``position`` up to ``last`` (those the view reads)
+        and move the position to ``last``, if it is still ``position``: 1 when applied, 0 when
+        the position moved, -1 when the generation is no longer current (apply_view.lua)."""
+        changes = self.changes(events)
+        keys = [self.keys.tracking, self.keys.view_generations]
+        return int(self._apply(keys=keys, args=self._args(position, last, changes)))
+
+    def _args(self, position: int, last: int, changes: Changes) -> list[str | bytes]:
+        args: list[str | bytes] = [
+            self.keys.view_position(self.name),
+            str(position),
+            str(last),
+            msgspec.msgpack.encode(changes.increments),
+            msgspec.msgpack.encode(changes.assignments),
+            msgspec.msgpack.encode(changes.scores),
+        ]
+        if self.follow:
+            args += [self.name, self.keys.generations.get(self.name, "")]
+        return args
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
         """The batch's changes; called after the position was read (a stateful view reads
@@ -104,6 +156,33 @@ class View:
 
     def drop(self) -> None:
         """Delete the view's keys and its position (a rebuild starts from 0)."""
-        for key in self.client.scan_iter(match=self.keys.view(self.name) + "*", count=1000):
-            self.client.delete(key)
-        self.client.hdel(self.keys.tracking, self.name)
+        self.resolve()
+        delete_keys(self.client, self.keys.view(self.name))
+        self.client.hdel(self.keys.tracking, self.keys.view_position(self.name))
+
+
+def delete_keys(client: redis.Redis, prefix: str) -> int:
+    """Delete every key under ``prefix`` (one view generation's keys); returns how many."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            deleted += int(client.unlink(*batch))
+            batch = []
+    if batch:
+        deleted += int(client.unlink(*batch))
+    return deleted
+
+
+def generation(client: redis.Redis, keys: ShardKeys, name: str) -> str:
+    """The view's current generation ("" = the first, unnumbered one)."""
+    value = client.hget(keys.view_generations, name)
+    return cast(bytes, value).decode() if value is not None else ""
+
+
+def current(client: redis.Redis, keys: ShardKeys) -> ShardKeys:
+    """The shard's names with every view in its current generation: what a query reads
+    (resolved once per query, so it never mixes generations)."""
+    raw = cast(dict[bytes, bytes], client.hgetall(keys.view_generations))
+    return ShardKeys(keys.shard, keys.base_prefix, {k.decode(): v.decode() for k, v in raw.items() if b"~" not in k})

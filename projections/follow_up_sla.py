@@ -37,6 +37,10 @@ from projections.base import Changes, View
 NAME = "follow-up-sla"
 SlaGroupBy = Literal["owner", "team"]
 TaskEvent = FollowUpOpened | FollowUpReassigned | FollowUpCompleted | FollowUpOverdue | FollowUpCancelled
+#: the event types the view reads (the others are not even decoded)
+TOPICS = frozenset(
+    t.type_name for t in (FollowUpOpened, FollowUpReassigned, FollowUpCompleted, FollowUpOverdue, FollowUpCancelled)
+)
 
 
 class Task(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,8 +97,10 @@ def fold_task(task: Task | None, event: DomainEvent) -> Task | None:
 
 
 class FollowUpSlaView(View):
-    def __init__(self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size)
+    def __init__(
+        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+    ) -> None:
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
         mine = [e for e in events if isinstance(e, TaskEvent)]

@@ -397,8 +397,10 @@ def index_moves(keys: ShardKeys, tenant: str, before: Record | None, after: Reco
 
 
 class InteractionsView(View):
-    def __init__(self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size)
+    def __init__(
+        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+    ) -> None:
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow)
 
     def load(self, events: Sequence[DomainEvent]) -> State:
         """The tenants' time zones and the records the batch touches, in one round trip."""

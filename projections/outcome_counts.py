@@ -23,6 +23,10 @@ def counts_key(keys: ShardKeys, tenant_id: str, project_id: str) -> str:
     return f"{keys.view(NAME)}{tenant_id}:{project_id}"
 
 
+#: the only events that move the counts: the view decodes no others
+COUNTED = frozenset({OutcomeSelected.type_name, OutcomeCorrected.type_name})
+
+
 def count_outcomes(keys: ShardKeys, event: DomainEvent) -> Iterable[Increment]:
     if isinstance(event, OutcomeSelected) and event.interaction == "call" and not event.late:
         yield (counts_key(keys, event.tenant_id, event.project_id), event.outcome_code, 1)

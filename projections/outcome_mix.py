@@ -420,8 +420,10 @@ def moves(
 
 
 class OutcomeMixView(View):
-    def __init__(self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size)
+    def __init__(
+        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+    ) -> None:
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow)
 
     def load(self, events: Sequence[DomainEvent]) -> State:
         """The state the batch touches, in one pipelined round trip."""

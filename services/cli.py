@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import click
 import redis
@@ -16,6 +18,10 @@ from events.durability import WeakDurability, check_durability
 from services.audit_cli import checkpoint, verify_command
 from services.config import Settings
 from services.permissions import Role
+
+if TYPE_CHECKING:
+    from services.export import ExportedEvent, Exporter
+    from workers.actions import DeadLetter
 
 
 def _settings() -> Settings:
@@ -61,13 +67,40 @@ def api(host: str, port: int, workers: int, access_log: bool, app: str) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the projection worker (a FastStream app on the log's consumer group)."""
-    from workers.app import run
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes sharing the work (restarted if they die).",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["all", "actions", "projections"]),
+    default="all",
+    show_default=True,
+    help="'actions': the follow-up action followers only; 'projections': projections, timers and ingest only.",
+)
+@click.option("--process", "process", default=0, show_default=True, type=int, help="This process's index of --of.")
+@click.option(
+    "--of",
+    "of",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Processes started apart (e.g. on other hosts) sharing the work.",
+)
+def worker(processes: int, role: Literal["all", "actions", "projections"], process: int, of: int) -> None:
+    """Run the workers: projections on the log's consumer group, timers, ingest and the
+    follow-up action followers (docs/actions.md)."""
+    from workers.app import run, run_processes
 
     settings = _settings()
     _check_durability(settings)
-    run(settings)
+    if processes > 1:
+        run_processes(role, processes)
+    else:
+        run(settings, role=role, process=process, processes=of)
 
 
 @main.command()
@@ -179,16 +212,56 @@ def tenant_ingest_user(tenant_id: str) -> None:
 
 
 @main.group()
+def contact() -> None:
+    """Contacts' personal data."""
+
+
+@contact.command("erase")
+@click.argument("tenant_id")
+@click.argument("contact_id")
+def contact_erase(tenant_id: str, contact_id: str) -> None:
+    """Erase a contact (docs/erasure.md): destroy its key, purge its data outside the log, keep
+    its numbers suppressed as keyed hashes, record ContactErased once. Prints what it did (JSON)."""
+    import msgspec
+
+    from events.codec import now
+    from services.erasure import erase_contact
+    from services.errors import DomainError
+    from services.rules import Context
+    from services.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        ctx = Context(tenant_id, "system", now())  # the operator at the console
+        done = erase_contact(runtime.ledger(tenant_id), ctx, contact_id)
+    except DomainError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        runtime.close()
+    click.echo(msgspec.json.encode(done).decode())
+
+
+@main.group()
 def dlq() -> None:
     """The dead-letter stream: log entries a worker gave up on (REDIS_SHARD picks the shard)."""
+
+
+def _dead_letters() -> list[DeadLetter]:
+    from events.keys import ShardKeys
+    from workers.actions import dead_letters
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        return dead_letters(client, ShardKeys(settings.shard, settings.key_prefix))
+    finally:
+        client.close()
 
 
 @dlq.command("list")
 def dlq_list() -> None:
     """One line per dead letter: id, worker, log position, event type, attempts, reason."""
-    from workers.actions import dead_letters
-
-    for letter in dead_letters(_settings()):
+    for letter in _dead_letters():
         click.echo(f"{letter.id}\t{letter.worker}\t{letter.nid}\t{letter.type}\t{letter.attempts}\t{letter.reason}")
 
 
@@ -198,9 +271,7 @@ def dlq_show(entry_id: str) -> None:
     """One dead letter as JSON."""
     import msgspec
 
-    from workers.actions import dead_letters
-
-    found = [letter for letter in dead_letters(_settings()) if letter.id == entry_id]
+    found = [letter for letter in _dead_letters() if letter.id == entry_id]
     if not found:
         raise click.ClickException(f"no dead-letter entry {entry_id!r}")
     click.echo(msgspec.json.format(msgspec.json.encode(found[0]), indent=2))
@@ -259,6 +330,89 @@ def rebuild(shard: str | None) -> None:
         started = time.monotonic()
         count = view.catch_up()
         click.echo(f"{view.name}: {count} events in {time.monotonic() - started:.1f}s")
+
+
+@main.command()
+@click.option("--view", "views", multiple=True, help="A view to rebuild (repeatable; default: every view).")
+@click.option("--shard", default=None, help="Shard to replay (default: REDIS_SHARD or s00).")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--grace",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between the switch-over and removing the old keys (queries already reading them finish).",
+)
+def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float) -> None:
+    """Rebuild read models from the log into fresh keys and switch over atomically.
+
+    Progress goes to stderr. Interrupted, it resumes from the fresh keys' own position when
+    run again. The live worker may keep running.
+    """
+    from events.codec import StructMapper, SubjectKeys
+    from events.keys import ShardKeys
+    from projections.replay import ProgressReport, Replayer
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = ShardKeys(shard or settings.shard, settings.key_prefix)
+    mapper = StructMapper(keys=SubjectKeys(client, settings.key_prefix))
+    replayer = Replayer(client, keys, mapper, batch_size=batch_size, grace=grace, report=ProgressReport(sys.stderr))
+    try:
+        done = replayer.replay(views)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        client.close()
+    for r in done:
+        click.echo(f"{r.view}: generation {r.generation}, {r.events} events in {r.seconds:.1f}s, position {r.position}")
+
+
+@main.group()
+def export() -> None:
+    """History as JSON lines on stdout (the schema: docs/audit.md)."""
+
+
+def _export(tenant_id: str, read: Callable[[Exporter], Iterator[ExportedEvent]]) -> None:
+    from services.errors import DomainError
+    from services.export import Exporter, ndjson
+    from services.runtime import Runtime
+
+    runtime = Runtime(_settings())
+    try:
+        lines = read(Exporter(runtime.client, runtime.shard_keys(tenant_id), tenant_id))
+        for chunk in ndjson(lines):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    except DomainError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        runtime.close()
+
+
+@export.command("log")
+@click.argument("tenant_id")
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0), help="Resume after this log position.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many lines.")
+def export_log(tenant_id: str, after: int, limit: int | None) -> None:
+    """The tenant's whole log, in order."""
+    _export(tenant_id, lambda exporter: exporter.log(after, limit))
+
+
+@export.command("history")
+@click.argument("tenant_id")
+@click.argument("kind")
+@click.argument("external_id", required=False, default=None)
+@click.option("--after", default=0, show_default=True, type=click.IntRange(0), help="Resume after this version.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many lines.")
+def export_history(tenant_id: str, kind: str, external_id: str | None, after: int, limit: int | None) -> None:
+    """One aggregate's history: KIND (call, conversation, contact, catalogue, ...) and the
+    platform's id (none for the catalogue)."""
+    from services.export import AGGREGATE_KINDS, check_aggregate
+
+    if kind not in AGGREGATE_KINDS:
+        raise click.BadParameter(f"{kind!r}; one of {', '.join(AGGREGATE_KINDS)}", param_hint="KIND")
+    _export(tenant_id, lambda exporter: exporter.history(kind, check_aggregate(kind, external_id), after, limit))
 
 
 # tamper evidence (docs/audit.md): its own module

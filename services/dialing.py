@@ -129,6 +129,8 @@ class ContactListRecord(msgspec.Struct, frozen=True, kw_only=True):
 class DialingView(msgspec.Struct, frozen=True, kw_only=True):
     """What the dialability of a contact depends on, read together."""
 
+    #: the contact was erased, or the number is an erased contact's (docs/erasure.md)
+    erased: bool = False
     contact: Contact | None = None
     record: DialingRecord | None = None
     #: the contact's company's record (whole-company finals)

@@ -17,6 +17,7 @@ from events.types import (
     CallEnded,
     CallStarted,
     CallUnanswered,
+    ContactErased,
     ContactOptedOut,
     ContactSaved,
     ConversationClosed,
@@ -146,6 +147,8 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True):
     contact_list: str | None = None
     #: channels the contact opted out of (a STOP reply: "sms")
     opted_out: tuple[str, ...] = ()
+    #: erased (docs/erasure.md): never called or texted again, whatever is saved later
+    erased: bool = False
 
 
 def source_of(event: DomainEvent) -> str:
@@ -350,6 +353,12 @@ def _(event: ContactSaved, state: Contact | None) -> Contact:
 def _(event: ContactOptedOut, state: Contact | None) -> Contact:
     base = state or Contact(id=event.originator_id, version=0, tenant_id=event.tenant_id, contact_id=event.contact_id)
     return msgspec.structs.replace(base, opted_out=tuple(sorted({*base.opted_out, event.channel})))
+
+
+@_contact.register
+def _(event: ContactErased, state: Contact | None) -> Contact:
+    base = state or Contact(id=event.originator_id, version=0, tenant_id=event.tenant_id, contact_id=event.contact_id)
+    return msgspec.structs.replace(base, name=None, numbers=(), erased=True)
 
 
 def _projector(mutate: Callable[[DomainEvent, S | None], S]) -> Callable[[S | None, Iterable[DomainEvent]], S | None]:

@@ -61,6 +61,7 @@ from services.rules import sms as sms_rules
 from services.rules.dialability import Dialability, Mode, dialability
 from services.rules.interactions import Choice
 from services.sms import Sms, project_sms
+from services.suppressions import Suppressions
 from services.timers import timers_for
 
 S = TypeVar("S")
@@ -102,6 +103,7 @@ class Ledger(Application[UUID]):
     def construct_mapper(self) -> Mapper[UUID]:
         assert isinstance(self.factory, RedisFactory)
         self.subject_keys = SubjectKeys(self.factory.client, self.factory.connection.keys.base_prefix)
+        self.suppressions = Suppressions(self.factory.client, self.factory.connection.keys)
         return StructMapper(keys=self.subject_keys)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -557,6 +559,26 @@ class Ledger(Application[UUID]):
             aggregate_id(ctx.tenant_id, "contact", contact_id),
         )
 
+    def erase_contact(self, ctx: Context, *, contact_id: str, suppressed: tuple[str, ...]) -> Receipt:
+        """Record the erasure (services/erasure.py does the rest); once, however often asked."""
+        return self._run(
+            ctx,
+            None,
+            "contact",
+            contact_id,
+            lambda: (
+                rules.erase_contact(
+                    self.contact(ctx.tenant_id, contact_id), ctx, contact_id=contact_id, suppressed=suppressed
+                ),
+                (),
+            ),
+            aggregate_id(ctx.tenant_id, "contact", contact_id),
+        )
+
+    def erased(self, tenant_id: str, contact: Contact | None, numbers: Sequence[str | None]) -> bool:
+        """Never to be called or texted: the contact was erased, or a number is an erased contact's."""
+        return (contact is not None and contact.erased) or self.suppressions.any_suppressed(tenant_id, numbers)
+
     def record_quota_reached(self, tenant_id: str, project_id: str, outcome_code: str, selections: int) -> bool:
         """True when this call recorded it; False when not reached, or recorded before."""
         ctx = Context(tenant_id, "system", now())
@@ -623,15 +645,19 @@ class Ledger(Application[UUID]):
         """The SMS the selection's outcome asks for (decided, not saved)."""
         tenant_id = selection.tenant_id
         ctx = Context(tenant_id, "system", now())
-        call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
-        contact_id = call.contact_id if call else self.conversation(tenant_id, selection.interaction_id).contact_id
+        catalogue_id = aggregate_id(tenant_id, "catalogue")
+        with self._reading([selection.originator_id, catalogue_id]):  # one round trip for both
+            catalogue = self.catalogue(tenant_id)
+            call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
+            conversation = None if call else self.conversation(tenant_id, selection.interaction_id)
+        contact_id = call.contact_id if call else conversation.contact_id if conversation else None
         contact = self.contact(tenant_id, contact_id) if contact_id else None
         cancelled: list[DomainEvent] = []
         if isinstance(selection, OutcomeCorrected):
             replaced = self._replaced(selection)
             sms = self._sms_of(tenant_id, replaced.source) if replaced else None
             cancelled = sms_rules.cancel_replaced(replaced, sms, ctx)
-        return cancelled + sms_rules.request_sms(selection, self.catalogue(tenant_id), ctx, call=call, contact=contact)
+        return cancelled + sms_rules.request_sms(selection, catalogue, ctx, call=call, contact=contact)
 
     def _replaced(self, correction: OutcomeCorrected) -> Selection | None:
         """The selection a correction replaced: the interaction's outcome just before it."""
@@ -835,10 +861,13 @@ class Ledger(Application[UUID]):
             raise NotFound(f"project {project_id!r} not found")
         contact = self.contact(tenant_id, contact_id)
         record = self.dialing_record(tenant_id, contact_id)
-        if contact is None and record is None:
+        # the number asked about, else every number the contact has
+        erased = self.erased(tenant_id, contact, (number,) if number else contact.numbers if contact else ())
+        if contact is None and record is None and not erased:
             raise NotFound(f"contact {contact_id!r} not found")
         reloads = self._list_record(tenant_id, project.settings.contact_list)
         view = dialing_state.DialingView(
+            erased=erased,
             contact=contact,
             record=record,
             company=self._company_record(tenant_id, contact),

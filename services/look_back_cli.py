@@ -107,4 +107,4 @@ def what_if(tenant_id: str, proposal: Any) -> None:
         raise click.ClickException(f"the proposal is not valid: {error}") from None
     with _runtime() as runtime:
         ctx = Context(tenant_id, "operator:cli", now())
-        _print(try_it(runtime.ledger(tenant_id), runtime.client, runtime.shard_keys(tenant_id), ctx, body))
+        _print(try_it(runtime.ledger(tenant_id), runtime.client, runtime.view_keys(tenant_id), ctx, body))

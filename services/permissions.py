@@ -24,6 +24,7 @@ class Action(StrEnum):
     RECORD_VERDICTS = "record QA verdicts"
     AUDIT = "export history, read any aggregate's events, verify"
     LOOK_BACK = "read state as of a past moment, try a definition change on past days (what-if)"
+    ERASE = "erase a contact's personal data"
 
 
 _R = Role
@@ -36,6 +37,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.RECORD_VERDICTS: frozenset({_R.SUPERVISOR, _R.REVIEWER}),
     Action.AUDIT: frozenset({_R.AUDITOR}),
     Action.LOOK_BACK: frozenset({_R.ADMIN, _R.SUPERVISOR, _R.MANAGER, _R.AUDITOR}),
+    Action.ERASE: frozenset({_R.ADMIN}),
 }
 
 

@@ -10,6 +10,7 @@ import threading
 import redis
 
 from events.keys import IngestKeys, ShardKeys
+from projections.base import current
 from services.config import Settings
 from services.errors import NotFound, RateLimited
 from services.ledger import Ledger
@@ -40,6 +41,11 @@ class Runtime:
 
     def shard_keys(self, tenant_id: str) -> ShardKeys:
         return self.shard_keys_for(self.shard_of(tenant_id))
+
+    def view_keys(self, tenant_id: str) -> ShardKeys:
+        """The tenant's shard names with every read model in its current generation (what a
+        query reads; resolve once per query so a replay's switch-over is never seen half-way)."""
+        return current(self.client, self.shard_keys(tenant_id))
 
     def shard_keys_for(self, shard: str) -> ShardKeys:
         return ShardKeys(shard, self.settings.key_prefix)

@@ -15,8 +15,10 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -34,7 +36,7 @@ def listeners(port: int) -> int:
     return count
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Have the kernel send SIGTERM when the supervising process dies, even by SIGKILL,
     so no orphan keeps serving the port (Linux prctl PR_SET_PDEATHSIG)."""
     try:
@@ -57,7 +59,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _serve_one(app: str, host: str, port: int, access_log: bool) -> None:
-    _die_with_parent()
+    die_with_parent()
     config = uvicorn.Config(app, factory=True, host=host, port=port, log_level="info", access_log=access_log)
     uvicorn.Server(config).run(sockets=[_bind(host, port)])
 
@@ -67,10 +69,16 @@ def serve(app: str, *, host: str, port: int, workers: int, access_log: bool) -> 
     if workers <= 1:
         uvicorn.run(app, factory=True, host=host, port=port, log_level="info", access_log=access_log)
         return
+    supervise([(_serve_one, (app, host, port, access_log))] * workers)
+
+
+def supervise(targets: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    """Run each ``target(*args)`` in a process of its own until SIGINT or SIGTERM; a process
+    that dies is started again (with the same arguments). Stopping sends each SIGTERM."""
     context = multiprocessing.get_context("spawn")
 
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_serve_one, args=(app, host, port, access_log), daemon=False)
+    def start(target: Callable[..., None], args: tuple[Any, ...]) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=target, args=args, daemon=False)
         process.start()
         return process
 
@@ -81,14 +89,14 @@ def serve(app: str, *, host: str, port: int, workers: int, access_log: bool) -> 
         stopping = True
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    processes = [start() for _ in range(workers)]
+    processes = [start(*target) for target in targets]
     try:
         while not stopping:
             time.sleep(0.2)
             for i, process in enumerate(processes):
                 if not process.is_alive() and not stopping:  # a crashed process is replaced
                     time.sleep(RESTART_DELAY_SECONDS)
-                    processes[i] = start()
+                    processes[i] = start(*targets[i])
     finally:
         for process in processes:
             if process.is_alive():

@@ -342,7 +342,7 @@ def what_if(
     last = body.until or (today or now()).astimezone(ZoneInfo(before.time_zone)).date()
     period = rates_view.Period(last - timedelta(days=body.days - 1), last)
     # the position first: the window holds at least every event up to it
-    position = client.hget(keys.tracking, INTERACTIONS)
+    position = client.hget(keys.tracking, keys.view_position(INTERACTIONS))
     projects = [body.project_id] if body.project_id is not None else sorted(before.projects)
     return WhatIf(
         first_day=period.first,

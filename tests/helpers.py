@@ -75,6 +75,16 @@ def role_keys(client: Any, admin_secret: str, roles: tuple[str, ...]) -> dict[st
     return keys
 
 
+def selected_for_contacts(ledger: Ledger, tenant: str, code: str, numbers: range, project_id: str = "p") -> None:
+    """For each n: call c<n> to contact k<n> (number +35840<n>) ended and given the outcome."""
+    one = timedelta(minutes=1)
+    for n in numbers:
+        selected_call(
+            ledger, tenant, f"c{n}", code, project_id=project_id, contact_id=f"k{n}",
+            contact_number=f"+35840{n:07d}", ended_after=one, selected_after=one,
+        )  # fmt: skip
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -176,6 +176,7 @@ OPS = [
     Op("saveContact", "PUT", "/v1/contacts/k1", "agent", "manager_key",
        {"name": "Ann", "numbers": ["+358401234567"], "time_zone": "Europe/Helsinki"},
        mistype="name", invalid=("numbers", ["12345"], "numbers")),
+    Op("eraseContact", "POST", "/v1/contacts/k1/erase", "admin", "agent", forbidden_says="may not erase"),
     Op("contactOptedOut", "POST", "/v1/contacts/k1/opt-out", "agent", "manager_key", {"occurred_at": at(70)},
        mistype="channel", required="occurred_at", enum="channel"),
     Op("flowReturned", "POST", "/v1/conversations/v-flow/flow-returned", "agent", "manager_key",
@@ -654,6 +655,10 @@ RULES = [
          status=(400, 404, 422), error=None),
     case("contact-id-with-space", "saveContact", "PUT", "/v1/contacts/a%20b", "contact", body={},
          status=(400, 404, 422), error=None),
+    case("erase-unknown-contact", "eraseContact", "POST", "/v1/contacts/nobody/erase", "contact 'nobody' not found",
+         **NOT_FOUND),
+    case("erase-contact-id-too-long", "eraseContact", "POST", "/v1/contacts/" + "e" * 300 + "/erase", "contact",
+         status=(400, 404), error=None),
     case("opt-out-contact-id-too-long", "contactOptedOut", "POST", "/v1/contacts/" + "y" * 300 + "/opt-out", "contact",
          body={"occurred_at": at(5)}, status=(400, 404, 422), error=None),
     # webhooks
@@ -825,6 +830,7 @@ CROSS = [
     case("change-webhook", "changeWebhook", "PUT", "/v1/webhooks/b-hook", body={"url": "https://crm.example/v2"}),
     case("rotate-webhook-secret", "rotateWebhookSecret", "POST", "/v1/webhooks/b-hook/rotate-secret", body={}),
     case("delete-webhook", "deleteWebhook", "DELETE", "/v1/webhooks/b-hook"),
+    case("erase-contact", "eraseContact", "POST", "/v1/contacts/b-contact/erase"),
     case("register-webhook-project", "registerWebhook", "POST", "/v1/webhooks",
          body={**HOOK, "project_ids": ["b-proj"]}),
     case("register-webhook-outcome", "registerWebhook", "POST", "/v1/webhooks",
@@ -887,6 +893,33 @@ QUERIES = [
          says=("call 'b-call' not found",), **NOT_FOUND),
     Case("as-of-other-tenants-project", "getOutcomeSetAsOf", "GET",
          "/v1/as-of/projects/b-proj/outcome-set?position=100000", says=("project 'b-proj' not found",), **NOT_FOUND),
+    # history export (auditor only; docs/audit.md)
+    Case("export-log-no-api-key", "exportTenantLog", "GET", "/v1/audit/log", who="none", status=401,
+         error="unauthorized", says=("Authorization",)),
+    Case("export-log-wrong-role-admin", "exportTenantLog", "GET", "/v1/audit/log", status=403, error="forbidden",
+         says=("may not export history",)),
+    Case("export-log-negative-after", "exportTenantLog", "GET", "/v1/audit/log?after=-1", who="auditor_key",
+         says=("after",)),
+    Case("export-log-after-not-a-number", "exportTenantLog", "GET", "/v1/audit/log?after=ten", who="auditor_key",
+         says=("after",)),
+    Case("export-log-zero-limit", "exportTenantLog", "GET", "/v1/audit/log?limit=0", who="auditor_key",
+         says=("limit",)),
+    Case("export-history-wrong-role-manager", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call&id=c1",
+         who="manager_key", status=403, error="forbidden", says=("may not export history",)),
+    Case("export-history-missing-kind", "exportAggregateHistory", "GET", "/v1/audit/history?id=c1", who="auditor_key",
+         says=("kind",)),
+    Case("export-history-bad-kind", "exportAggregateHistory", "GET", "/v1/audit/history?kind=bogus&id=c1",
+         who="auditor_key", says=("kind",)),
+    Case("export-history-missing-id", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call",
+         who="auditor_key", says=("call's id", "parameter id")),
+    Case("export-history-catalogue-with-id", "exportAggregateHistory", "GET",
+         "/v1/audit/history?kind=catalogue&id=x", who="auditor_key", says=("give no id",)),
+    Case("export-history-bad-after", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call&id=c1&after=-5",
+         who="auditor_key", says=("after",)),
+    Case("export-history-limit-too-big", "exportAggregateHistory", "GET",
+         "/v1/audit/history?kind=call&id=c1&limit=9999999", who="auditor_key", says=("limit",)),
+    Case("export-history-unknown-call", "exportAggregateHistory", "GET", "/v1/audit/history?kind=call&id=nobody",
+         who="auditor_key", says=("call 'nobody' not found",), **NOT_FOUND),
 ]  # fmt: skip
 
 CASES: list[Case] = [c for o in OPS for c in generic_cases(o)] + RULES + CROSS + QUERIES
@@ -926,7 +959,7 @@ def _ok(r: httpx.Response) -> dict[str, Any]:
 
 def _build_acme(w: World, post: Any, put: Any) -> None:
     a, p = "admin", "agent"
-    for role in ("platform", "agent", "supervisor", "manager", "reviewer"):
+    for role in ("platform", "agent", "supervisor", "manager", "reviewer", "auditor"):
         w.headers[f"{role}_key"] = {"Authorization": f"Bearer {post(a, '/v1/keys', {'role': role})['secret']}"}
     w.ids["spare_key_id"] = post(a, "/v1/keys", {"role": "reviewer"})["key_id"]
     revoked = post(a, "/v1/keys", {"role": "platform"})
@@ -1056,6 +1089,7 @@ def _build_beta(w: World, post: Any, put: Any) -> None:
     post(b, "/v1/agents", {"agent_id": "b-agent", "name": "Bob"})
     post(b, "/v1/teams", {"team_id": "b-team", "name": "Blue"})
     post(b, "/v1/webhooks", {"webhook_id": "b-hook", "url": "https://crm.example/b"})
+    put(bp, "/v1/contacts/b-contact", {"name": "Bea", "numbers": ["+358401234599"]})
     post(bp, "/v1/calls", call("b-call", project_id="b-proj"))
     post(bp, "/v1/calls/b-call/ended", {"occurred_at": at(60)})
     post(bp, "/v1/calls/b-call/outcome", sel("B_ONLY", occurred_at=at(65)))

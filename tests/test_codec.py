@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,17 @@ def test_destroying_the_subject_key_erases_the_field_only(redis_client: redis.Re
         erased = m.to_domain_event(stored)
         assert erased.contact_number == ERASED
         assert erased.call_id == "c-1" and erased.occurred_at == event.occurred_at
+
+
+def test_another_process_cached_key_lapses_after_its_ttl(redis_client: redis.Redis) -> None:
+    prefix = "t" + uuid.uuid4().hex
+    stored = StructMapper(keys=SubjectKeys(redis_client, prefix=prefix)).to_stored_event(_call_started())
+    other = StructMapper(keys=SubjectKeys(redis_client, prefix=prefix, ttl=0.2))  # another process
+    assert other.to_domain_event(stored).contact_number == "+358401234567"  # its key now cached
+    SubjectKeys(redis_client, prefix=prefix).destroy("acme", "contact:k-9")  # erased elsewhere
+    assert other.to_domain_event(stored).contact_number == "+358401234567"  # still within the TTL
+    time.sleep(0.3)
+    assert other.to_domain_event(stored).contact_number == ERASED
 
 
 def test_personal_data_without_a_key_store_is_refused() -> None:

@@ -17,7 +17,7 @@ import random
 import signal
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import cast
 
 from events.keys import ShardKeys
@@ -36,7 +36,7 @@ from services.ledger import Ledger
 from services.rules import Context
 from services.rules.contact_lists import dialing_id
 from services.runtime import Runtime
-from tests.helpers import selected_call, wait_until
+from tests.helpers import selected_for_contacts, wait_until
 from tests.stack import Stack
 
 SELECTIONS = int(os.environ.get("LISTS_CRASH_SELECTIONS", "160"))
@@ -56,12 +56,7 @@ def seed(stack: Stack) -> tuple[Runtime, Ledger]:
 
 
 def select(ledger: Ledger, numbers: range) -> None:
-    one = timedelta(minutes=1)
-    for n in numbers:
-        selected_call(
-            ledger, TENANT, f"c{n}", "LATER", project_id="p", contact_id=f"k{n}", contact_number=f"+35840{n:07d}",
-            ended_after=one, selected_after=one,
-        )  # fmt: skip
+    selected_for_contacts(ledger, TENANT, "LATER", numbers)
 
 
 def test_contact_list_effects_exactly_once_through_kills(stack: Stack) -> None:

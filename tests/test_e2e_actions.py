@@ -59,7 +59,10 @@ def test_each_action_from_the_selection_to_its_effect(stack: Stack, redis_client
             # SMS at the gateway, and SmsSent in the history
             wait_until(lambda: len(gateway.deliveries) == 1, 60, "the SMS at the gateway")
             assert gateway.deliveries[0][1]["to"] == "+358401234567"
-            wait_until(lambda: ok("GET", "/v1/calls/c1/sms", headers=agent)[0]["status"] == "sent", 30, "SmsSent")
+            # the planner sends, then records the request and SmsSent in one write: wait for it
+            wait_until(
+                lambda: [s["status"] for s in ok("GET", "/v1/calls/c1/sms", headers=agent)] == ["sent"], 30, "SmsSent"
+            )
             # the follow-up task, owned by its team
             wait_until(lambda: len(ok("GET", "/v1/calls/c1/follow-ups", headers=agent)) == 1, 30, "the task")
             assert ok("GET", "/v1/calls/c1/follow-ups", headers=agent)[0]["owner_team"] == "care"

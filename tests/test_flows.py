@@ -110,7 +110,7 @@ def test_a_twin_publisher_publishes_nothing_twice(world: World) -> None:
     # a twin that decided before the other's write: its script finds the position moved, writes nothing
     position = w.publisher.position()
     with pytest.raises(IntegrityError):
-        twin.act(twin.decode(_log_entry(w, position)), position)
+        twin.act(_log_entry(w, position), position)
     assert len(w.entries()) == 2
 
 

@@ -456,6 +456,7 @@ PERMISSIONS: dict[Action, set[str]] = {
     _A.AUDIT: {"auditor"},
     # not a row of §1: reading state as of a past moment and what-if (docs/look-back.md)
     _A.LOOK_BACK: {"admin", "supervisor", "manager", "auditor"},
+    _A.ERASE: {"admin"},  # the tenant admin erases a contact (PRODUCT.md §5, docs/erasure.md)
 }
 
 

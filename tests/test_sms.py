@@ -221,6 +221,28 @@ def test_every_position_is_recorded_so_twins_never_double(world: tuple[Runtime, 
         assert len(gateway.accepted) == 5
 
 
+def test_the_planner_given_the_gateway_sends_and_records_request_and_answer_together(
+    world: tuple[Runtime, Ledger],
+) -> None:
+    """The worker's planner hands an auto-sent SMS to the gateway itself; the sender, later
+    on the same log, finds it settled in the same batch and sends nothing; a draft still
+    waits for the agent."""
+    runtime, ledger = world
+    select(ledger, "h1", "THANKS")
+    select(ledger, "h2", "OFFER")
+    with Receiver(deduplicate=False) as gateway:
+        planner = SmsPlanner(runtime.settings, HttpGateway(gateway.url))
+        planner.run_once()
+        sent = sms_of(ledger, "h1")
+        assert [type(e) for e in sent] == [SmsRequested, SmsSent]
+        assert [type(e) for e in sms_of(ledger, "h2")] == [SmsRequested]  # a draft is not sent
+        sender = SmsSender(runtime.settings, HttpGateway(gateway.url))
+        while sender.run_once():
+            pass
+        assert gateway.keys() == [str(sent[0].originator_id)]  # once on the wire
+        assert [type(e) for e in sms_of(ledger, "h2")] == [SmsRequested]
+
+
 def test_render_fills_only_known_tags() -> None:
     assert render("Hi {{ contact.name }} - {{x}}", None) == "Hi {{ contact.name }} - {{x}}"
 
@@ -354,3 +376,39 @@ def test_the_agent_completes_and_sends_a_draft_through_the_api(world: tuple[Runt
         assert http.get("/v1/calls/d1/sms", headers=agent).json()[0]["status"] == "sent"
         again = http.post(send, headers=agent, json={"body": "Hi again"})
         assert again.status_code == 409 and again.json()["error"] == "sms_not_draft"
+
+
+def test_dead_letters_over_http_for_the_tenants_admins_and_supervisors(
+    world: tuple[Runtime, Ledger], tmp_path: Path
+) -> None:
+    runtime, ledger = world
+    broken = tmp_path / "not-a-file"
+    broken.mkdir()
+    select(ledger, "x1", "THANKS")
+    SmsPlanner(runtime.settings).run_once()
+    assert SmsSender(runtime.settings, FileGateway(broken), max_attempts=1).run_once() > 0  # dead-lettered
+    runtime.create_tenant("other", "Other")  # on the same shard
+
+    def bearer(tenant: str, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {runtime.registry.issue_key(tenant, role)[1]}"}
+
+    admin, supervisor, agent = (bearer(TENANT, role) for role in (Role.ADMIN, Role.SUPERVISOR, Role.AGENT))
+    stranger = bearer("other", Role.ADMIN)
+    with TestClient(create_app(runtime)) as http:
+        listed = http.get("/v1/dead-letters", headers=admin).json()
+        assert [(d["worker"], d["type"], d["attempts"], d["tenant"]) for d in listed] == [
+            ("actions.sms-sender", "SmsRequested", 1, TENANT)
+        ]
+        assert "IsADirectoryError" in listed[0]["reason"]
+        letter = f"/v1/dead-letters/{listed[0]['id']}"
+        assert http.get(letter, headers=supervisor).json() == listed[0]
+
+        # refused: another role, no key, another tenant's admin (as if unknown), unknown and malformed ids
+        forbidden = http.get("/v1/dead-letters", headers=agent)
+        assert forbidden.status_code == 403 and forbidden.json()["error"] == "forbidden"
+        assert http.get(letter).status_code == 401
+        assert http.get("/v1/dead-letters", headers=stranger).json() == []
+        for path, who in ((letter, stranger), ("/v1/dead-letters/1-0", admin), ("/v1/dead-letters/nope", admin)):
+            missing = http.get(path, headers=who)
+            assert missing.status_code == 404 and missing.json()["error"] == "not_found", path
+            assert "dead letter" in missing.json()["message"]

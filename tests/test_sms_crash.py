@@ -4,8 +4,9 @@ HTTP server standing in for the gateway (issue: "Follow-up action workers", must
 - against a receiver that deduplicates on Idempotency-Key: every SMS accepted exactly
   once, every SMS's history ending in ``SmsSent``;
 - against one that does not: every delivery counted -- at least one per SMS, duplicates
-  at most one per SMS in flight per kill (``SmsSender.in_flight``), each duplicate's deliveries
-  straddling a kill.
+  at most one per SMS in flight per kill (``SmsPlanner.in_flight``: the worker's planner
+  sends auto-sent SMS itself, recording request and answer together), each duplicate's
+  deliveries straddling a kill.
 
 Scaled down for CI (``SMS_CRASH_SELECTIONS``, default 240; the issue's full run is 1,000).
 """
@@ -28,7 +29,7 @@ from services.rules import config as config_rules
 from tests.helpers import selected_call, wait_until
 from tests.receiver import Receiver
 from tests.stack import Stack
-from workers.actions import SmsSender
+from workers.actions import SmsPlanner
 
 SELECTIONS = int(os.environ.get("SMS_CRASH_SELECTIONS", "240"))
 KILLS = 6
@@ -98,7 +99,7 @@ def test_sms_worker_killed_at_random_moments(stack: Stack, deduplicate: bool) ->
         assert set(deliveries) == set(histories)  # every SMS reached the gateway, nothing else did
         duplicates = {key: n for key, n in deliveries.items() if n > 1}
         assert sum(deliveries.values()) - SELECTIONS == sum(n - 1 for n in duplicates.values())
-        assert sum(n - 1 for n in duplicates.values()) <= KILLS * SmsSender.in_flight()  # unrecorded per kill
+        assert sum(n - 1 for n in duplicates.values()) <= KILLS * SmsPlanner.in_flight()  # unrecorded per kill
         for key in duplicates:  # each duplicate straddles a kill: sent, killed before recorded, sent again
             at = [t for k, t in zip(gateway.keys(), gateway.times, strict=True) if k == key]
             assert any(at[0] < kill < at[-1] for kill in kills), key

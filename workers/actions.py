@@ -7,17 +7,19 @@ written; a twin that gets there first makes the second write fail whole. So what
 recorded happens exactly once. What leaves the building cannot be taken back: an SMS
 sent just before a kill is sent again on restart, carrying the same idempotency key (the
 SMS id), so a gateway that deduplicates sees it once, and one that does not sees at most
-one duplicate per kill (a follower sends one SMS at a time).
+one duplicate per SMS in flight at the kill (``LogFollower.in_flight``).
 
 - ``SmsPlanner``: for each selection or correction whose outcome has an SMS template,
   records ``SmsRequested`` (and ``SmsSuppressed`` when the contact opted out or has no
-  number).
-- ``SmsSender``: for each ``SmsRequested`` not yet settled and not a draft, sends it
-  through the gateway and records ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the
-  contact opted out in between).
+  number); in the worker it also sends an auto-sent SMS at once and records the answer in
+  the same write.
+- ``SmsSender``: for each ``SmsRequested`` not yet settled and not a draft (an approved
+  draft, a request recorded without sending), sends it through the gateway and records
+  ``SmsSent`` or ``SmsFailed`` (``SmsSuppressed`` when the contact opted out in between, or
+  the contact or its number was erased: docs/erasure.md).
 
-One follower of each kind per shard does the work; more processes on a shard only race to
-the same positions (safe, not faster).
+Each follower runs in one worker process at a time, the holder of its lease
+(workers/leases.py); several processes share the followers between them.
 """
 
 from __future__ import annotations
@@ -25,24 +27,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from typing import cast
+from uuid import UUID
 
 import msgspec
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from events.codec import DomainEvent, StructMapper, now
-from events.keys import ShardKeys
+from events.codec import ERASED, DomainEvent, StructMapper, now
+from events.keys import ShardKeys, decode_originator_id
 from events.store import RedisFactory, StreamEntries, xrange
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules import sms as sms_rules
-from services.runtime import Runtime
+from services.sms import Sms, project_sms
 from services.sms_gateway import Gateway
 
 log = logging.getLogger("outcomes.actions")
@@ -92,6 +95,11 @@ class LogFollower:
     def mapper(self) -> StructMapper:
         return cast(StructMapper, self.ledger.mapper)
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        self.ledger.close()
+
     def position(self) -> int:
         value = self.client.hget(self.keys.tracking, self.name)
         return int(cast(bytes, value)) if value is not None else 0
@@ -106,7 +114,7 @@ class LogFollower:
         entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", "+", self.batch_size)
         if not entries:
             return 0
-        wanted = [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
+        wanted = self.select(entries)
         ahead = _Ahead(self, wanted)
         recorded = position
         pending: list[tuple[int, Decided]] = []  # decided ahead, one tenant, not yet written
@@ -126,7 +134,7 @@ class LogFollower:
                     decided = ahead.result(i)
                     if decided is None:  # it may depend on what came before: decide it now
                         flush()
-                        if self.act(self.decode(fields), nid):
+                        if self.act(fields, nid):
                             recorded = nid  # the stored position
                     elif decided[1]:
                         if pending and pending[0][1][0] != decided[0]:
@@ -138,7 +146,7 @@ class LogFollower:
                     raise
                 except Exception as error:
                     flush()
-                    if not self._gave_up(recorded, nid, fields[b"t"].decode(), error):
+                    if not self._gave_up(recorded, nid, fields, error):
                         raise  # retried from the position on the next turn
                     recorded = nid
             flush()
@@ -153,11 +161,16 @@ class LogFollower:
         """Block until the log has an entry after the position (or the timeout passes)."""
         self.client.xread({self.keys.log: f"{self.position()}-0"}, count=1, block=timeout_ms)
 
-    def act(self, event: DomainEvent, nid: int) -> bool:
-        """Do what the entry asks; True when that recorded the position (with the events)."""
-        return self.commit(self.decide(event), nid)
+    def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
+        """The batch's entries to decide, with their positions: those of the wanted types."""
+        return [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
 
-    def _decide(self, fields: dict[bytes, bytes]) -> Decided:
+    def act(self, fields: dict[bytes, bytes], nid: int) -> bool:
+        """Do what the entry asks; True when that recorded the position (with the events)."""
+        return self.commit(self.decide_entry(fields), nid)
+
+    def decide_entry(self, fields: dict[bytes, bytes]) -> Decided:
+        """(tenant, events to record) for one wanted log entry."""
         return self.decide(self.decode(fields))
 
     def commit(self, decided: Decided, nid: int) -> bool:
@@ -170,16 +183,17 @@ class LogFollower:
     def decode(self, fields: dict[bytes, bytes]) -> DomainEvent:
         return self.mapper.decode(fields[b"t"].decode(), fields[b"s"])
 
-    def _gave_up(self, position: int, nid: int, event_type: str, error: Exception) -> bool:
+    def _gave_up(self, position: int, nid: int, fields: dict[bytes, bytes], error: Exception) -> bool:
         """Count a failed attempt at the entry; at ``max_attempts`` move it to the
         dead-letter stream with the reason, and the position past it, in one script."""
+        event_type, tenant = fields[b"t"].decode(), fields.get(b"n", b"").decode()
         attempts = int(self.client.hincrby(self.keys.attempts, f"{self.name}:{nid}", 1))
         reason = f"{type(error).__name__}: {error}"
         log.warning("%s: entry %d (%s) failed, attempt %d: %s", self.name, nid, event_type, attempts, reason)
         if attempts < self.max_attempts:
             return False
         keys = [self.keys.tracking, self.keys.dead_letters, self.keys.attempts]
-        args = [self.name, str(position), str(nid), event_type, reason, str(attempts)]
+        args = [self.name, str(position), str(nid), event_type, reason, str(attempts), tenant]
         if not self._dead_letter(keys=keys, args=args):
             return False  # the position moved meanwhile: read it again
         log.error("%s: entry %d (%s) dead-lettered after %d attempts", self.name, nid, event_type, attempts)
@@ -213,21 +227,38 @@ class _Ahead:
         while self.submitted < min(i + self.follower.parallel, len(self.wanted)):
             if self.submitted in self.independent:
                 fields = self.wanted[self.submitted][1]
-                self.futures[self.submitted] = pool.submit(self.follower._decide, fields)
+                self.futures[self.submitted] = pool.submit(self.follower.decide_entry, fields)
             self.submitted += 1
         future = self.futures.pop(i, None)
         return future.result() if future is not None else None
 
 
 class SmsPlanner(LogFollower):
+    """Records the SMS a selection's outcome asks for. Given the gateway, it sends an
+    auto-sent request at once, as the sender would (``deliver``), and records the request and
+    the gateway's answer in one write (with its position): the log still says all that was
+    done, and the sender, following the log, finds that SMS settled and leaves it
+    (``unsettled``). Without it (tests), the sender sends it."""
+
     name = PLANNER
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
     #: a selection's SMS depends on its own interaction only (a correction on its selection)
-    parallel = 8
+    parallel = 16
+
+    def __init__(self, settings: Settings, gateway: Gateway | None = None, **options: int) -> None:
+        super().__init__(settings, **options)
+        self.gateway = gateway
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
-        return event.tenant_id, self.ledger.sms_requests(event)
+        requested = self.ledger.sms_requests(event)
+        last = requested[-1] if requested else None
+        if self.gateway is not None and isinstance(last, SmsRequested) and not last.draft:
+            sms = project_sms(None, [last])
+            assert sms is not None
+            ctx = Context(sms.tenant_id, "system", now())
+            return event.tenant_id, [*requested, *send_or_refuse(self.ledger, self.gateway, sms, ctx)]
+        return event.tenant_id, requested
 
 
 class FollowUpPlanner(LogFollower):
@@ -243,6 +274,26 @@ class FollowUpPlanner(LogFollower):
         return event.tenant_id, self.ledger.follow_up_requests(event)
 
 
+#: the events after which an SMS is settled: nothing more is sent
+_SETTLING = frozenset({b"SmsSent", b"SmsFailed", b"SmsSuppressed", b"SmsCancelled"})
+
+
+def unsettled(entries: StreamEntries, wanted: frozenset[bytes]) -> list[tuple[int, dict[bytes, bytes]]]:
+    """The wanted entries of a batch, but an SMS request settled by a later entry of the same
+    batch (sent by the planner in the same write, suppressed, cancelled): known from the log
+    alone, without reading the SMS."""
+    settled: set[bytes] = set()
+    chosen: list[tuple[int, dict[bytes, bytes]]] = []
+    for eid, fields in reversed(entries):
+        kind = fields[b"t"]
+        if kind in _SETTLING:
+            settled.add(fields[b"o"])
+        elif kind in wanted and not (kind == b"SmsRequested" and fields[b"o"] in settled):
+            chosen.append((int(eid.split(b"-")[0]), fields))
+    chosen.reverse()
+    return chosen
+
+
 class SmsSender(LogFollower):
     name = SENDER
     #: a request goes at once, a draft once the agent approves it
@@ -255,47 +306,88 @@ class SmsSender(LogFollower):
         super().__init__(settings, **options)
         self.gateway = gateway
 
+    def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
+        return unsettled(entries, self.wanted)
+
+    def decide_entry(self, fields: dict[bytes, bytes]) -> Decided:
+        # decided from the SMS as loaded: the log entry gives its id and tenant, undecoded
+        sms_id = decode_originator_id(fields[b"o"].decode())
+        if b"n" not in fields or not isinstance(sms_id, UUID):  # not an SMS of a tenant
+            return super().decide_entry(fields)
+        return self.settle(fields[b"n"].decode(), sms_id)
+
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, SmsRequested | SmsDraftApproved)
-        tenant_id = event.tenant_id
-        sms = self.ledger.sms(tenant_id, event.originator_id)
+        return self.settle(event.tenant_id, event.originator_id)
+
+    def settle(self, tenant_id: str, sms_id: UUID) -> Decided:
+        """Send the SMS if it is still to go; its answer (or the refusal) to record."""
+        sms = self.ledger.sms(tenant_id, sms_id)
         if sms.status != "pending":  # settled already, or a draft still with the agent
             return tenant_id, []
         ctx = Context(tenant_id, "system", now())
-        contact = self.ledger.contact(tenant_id, event.contact_id) if event.contact_id else None
-        refused = sms_rules.opted_out_since(sms, contact, ctx)
-        if refused:
-            return tenant_id, refused
-        to_number = sms.request.to_number
-        assert to_number is not None  # a request without a number is suppressed when made
-        delivery = self.gateway.send(str(sms.id), to_number, sms.body)
-        if not delivery.ok:
-            log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
-        return tenant_id, sms_rules.delivered(
-            sms,
-            ctx,
-            gateway=self.gateway.name,
-            ok=delivery.ok,
-            attempts=delivery.attempts,
-            message_id=delivery.message_id,
-            reason=delivery.reason,
-        )
+        return tenant_id, send_or_refuse(self.ledger, self.gateway, sms, ctx)
+
+
+def send_or_refuse(ledger: Ledger, gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
+    """Just before sending (planner or sender): refused when the contact opted out since the
+    request, or the contact or its number was erased (docs/erasure.md); else sent."""
+    contact_id = sms.request.contact_id
+    contact = ledger.contact(sms.tenant_id, contact_id) if contact_id else None
+    to_number = sms.request.to_number
+    assert to_number is not None  # a request without a number is suppressed when made
+    # an erased contact's request reads back "[erased]" (no key): refused like its number
+    erased = to_number == ERASED or ledger.erased(sms.tenant_id, contact, (to_number,))
+    return sms_rules.refused_before_sending(sms, contact, ctx, erased=erased) or deliver(gateway, sms, ctx)
+
+
+def deliver(gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
+    """Hand a pending SMS to the gateway; the answer as the SMS's next event."""
+    to_number = sms.request.to_number
+    assert to_number is not None  # a request without a number is suppressed when made
+    delivery = gateway.send(str(sms.id), to_number, sms.body)
+    if not delivery.ok:
+        log.warning("SMS %s failed after %d attempts: %s", sms.id, delivery.attempts, delivery.reason)
+    return sms_rules.delivered(
+        sms,
+        ctx,
+        gateway=gateway.name,
+        ok=delivery.ok,
+        attempts=delivery.attempts,
+        message_id=delivery.message_id,
+        reason=delivery.reason,
+    )
+
+
+def _builders() -> dict[str, Callable[[Settings, Gateway], LogFollower]]:
+    """Each action follower by its name, in the order to run them."""
+    from workers.contact_lists import PLANNER as LISTS  # they build on LogFollower
+    from workers.contact_lists import ContactListPlanner
+    from workers.flows import PUBLISHER, FlowPublisher
+    from workers.webhooks import DISPATCHER, WebhookDispatcher
+
+    return {
+        PLANNER: lambda settings, gateway: SmsPlanner(settings, gateway),
+        SENDER: SmsSender,
+        FOLLOW_UPS: lambda settings, _: FollowUpPlanner(settings),
+        LISTS: lambda settings, _: ContactListPlanner(settings),
+        PUBLISHER: lambda settings, _: FlowPublisher(settings),
+        DISPATCHER: lambda settings, _: WebhookDispatcher(settings),
+    }
 
 
 def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers, in the order to run them."""
-    from workers.contact_lists import ContactListPlanner  # they build on LogFollower
-    from workers.flows import FlowPublisher
-    from workers.webhooks import WebhookDispatcher
+    return [build(settings, gateway) for build in _builders().values()]
 
-    return [
-        SmsPlanner(settings),
-        SmsSender(settings, gateway),
-        FollowUpPlanner(settings),
-        ContactListPlanner(settings),
-        FlowPublisher(settings),
-        WebhookDispatcher(settings),
-    ]
+
+def follower(name: str, settings: Settings, gateway: Gateway) -> LogFollower:
+    """The one action follower of that name (each has its own Ledger and threads)."""
+    try:
+        build = _builders()[name]
+    except KeyError:
+        raise LookupError(f"no action follower {name!r}") from None
+    return build(settings, gateway)
 
 
 # -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------
@@ -308,39 +400,59 @@ class DeadLetter(msgspec.Struct, frozen=True):
     type: str
     reason: str
     attempts: int
+    #: the tenant of the log entry ("" when the entry has none)
+    tenant: str = ""
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
     text = {k.decode(): v.decode() for k, v in fields.items()}
     return DeadLetter(
-        entry_id.decode(), text["worker"], int(text["nid"]), text["type"], text["reason"], int(text["attempts"])
+        entry_id.decode(),
+        text["worker"],
+        int(text["nid"]),
+        text["type"],
+        text["reason"],
+        int(text["attempts"]),
+        text.get("tenant", ""),
     )
 
 
-def dead_letters(settings: Settings) -> list[DeadLetter]:
-    runtime = Runtime(settings)
-    keys = ShardKeys(settings.shard, settings.key_prefix)
-    entries = cast(StreamEntries, runtime.client.xrange(keys.dead_letters))
-    return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+def dead_letters(client: redis.Redis, keys: ShardKeys, tenant: str | None = None) -> list[DeadLetter]:
+    """The shard's dead letters, oldest first; only the tenant's when one is named."""
+    entries = cast(StreamEntries, client.xrange(keys.dead_letters))
+    found = [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+    return [letter for letter in found if tenant is None or letter.tenant == tenant]
+
+
+def dead_letter(client: redis.Redis, keys: ShardKeys, entry_id: str) -> DeadLetter:
+    """One dead letter by its id; LookupError when there is none (or the id is malformed)."""
+    try:
+        found = cast(StreamEntries, client.xrange(keys.dead_letters, entry_id, entry_id))
+    except redis.ResponseError:  # not a stream id
+        found = []
+    if not found:
+        raise LookupError(f"no dead-letter entry {entry_id!r}")
+    return _dead_letter(*found[0])
 
 
 def requeue(settings: Settings, gateway: Gateway, entry_id: str) -> DeadLetter:
     """Run the dead-lettered entry again, now; on success it leaves the dead-letter stream.
 
     Its worker's position is past it, so what is decided is saved without a position;
-    the aggregates' versions still keep it once (a twin's write fails whole)."""
-    follower = {f.name: f for f in followers(settings, gateway)}
-    client = follower[PLANNER].client
-    keys = follower[PLANNER].keys
-    found = cast(StreamEntries, client.xrange(keys.dead_letters, entry_id, entry_id))
-    if not found:
-        raise LookupError(f"no dead-letter entry {entry_id!r}")
-    letter = _dead_letter(*found[0])
-    worker = follower[letter.worker]
-    (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
-    tenant, events = worker.decide(worker.decode(fields))
-    if events:
-        with contextlib.suppress(IntegrityError):  # done meanwhile
-            worker.ledger.save(*events, tenant=tenant)
-    client.xdel(keys.dead_letters, entry_id)
-    return letter
+    the aggregates' versions still keep it once (a twin's write fails whole). Only the
+    entry's own follower is built."""
+    keys = ShardKeys(settings.shard, settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        letter = dead_letter(client, keys, entry_id)
+        worker = follower(letter.worker, settings, gateway)
+        (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
+        tenant, events = worker.decide_entry(fields)
+        if events:
+            with contextlib.suppress(IntegrityError):  # done meanwhile
+                worker.ledger.save(*events, tenant=tenant)
+        client.xdel(keys.dead_letters, entry_id)
+        worker.close()
+        return letter
+    finally:
+        client.close()

@@ -41,7 +41,7 @@ from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
 from events.types import Interaction, OutcomeCorrected, OutcomeSelected
 from projections.alerts import week_days
-from projections.base import Changes, View
+from projections.base import Changes, View, current
 from projections.outcome_mix import MixFilter, OutcomeMixView, read_cells
 from services.catalogue import Catalogue, definition_of
 from services.rules import Context
@@ -114,8 +114,13 @@ class AlertWatch(View):
             self._zones[tenant] = self.runtime.ledger(tenant).catalogue(tenant).time_zone
         return self._zones[tenant]
 
-    def catch_up(self, until: int | None = None, observe: Callable[[DomainEvent], None] | None = None) -> int:
-        applied = super().catch_up(until, observe)
+    def catch_up(
+        self,
+        until: int | None = None,
+        observe: Callable[[DomainEvent], None] | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> int:
+        applied = super().catch_up(until, observe, on_batch)
         self.check_pending()
         return applied
 
@@ -152,7 +157,7 @@ class AlertWatch(View):
             p: (defaultdict(int), defaultdict(int)) for p in projects
         }
         for day, c, n, _revenue in read_cells(
-            self.client, self.keys, tenant, MixFilter(kind, date_from=first, date_to=sunday)
+            self.client, current(self.client, self.keys), tenant, MixFilter(kind, date_from=first, date_to=sunday)
         ):
             if c.project in counts:
                 counts[c.project][0 if date.fromisoformat(day) >= monday else 1][c.code] += n

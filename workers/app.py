@@ -1,5 +1,7 @@
 """``outcomes worker``: one FastStream app per shard hosting the projection subscriber,
-the timer loop, the ingest loop and the follow-up actions."""
+the timer loop, the ingest loop and the follow-up actions; ``--role`` runs only the action
+followers or only the rest, ``--processes N`` several processes sharing the work
+(workers/leases.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from faststream import FastStream
@@ -19,9 +21,13 @@ from services.config import Settings
 from services.sms_gateway import Gateway, gateway_from_env
 from workers import actions, projections
 from workers.ingest import IngestRunner
+from workers.leases import Leases
 from workers.timers import TimerRunner
 
 log = logging.getLogger("outcomes.worker")
+
+#: what a worker process runs: everything, the action followers only, or all but them
+Role = Literal["all", "actions", "projections"]
 
 
 def build_app(
@@ -32,11 +38,32 @@ def build_app(
     timer_interval: float = 0.2,
     timer_lease_ms: int = 30_000,
     gateway: Gateway | None = None,
+    role: Role = "all",
+    process: int = 0,
+    processes: int = 1,
 ) -> FastStream:
     settings = settings or Settings.from_env()
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     broker = RedisBroker(settings.redis_url)
     app = FastStream(broker)
+    if role != "actions":
+        _projections_timers_ingest(app, broker, settings, consumer, reclaim_idle_ms, timer_interval, timer_lease_ms)
+    if role != "projections":
+        _actions(
+            app, settings, consumer, gateway or gateway_from_env(), reclaim_idle_ms, timer_interval, process, processes
+        )
+    return app
+
+
+def _projections_timers_ingest(
+    app: FastStream,
+    broker: RedisBroker,
+    settings: Settings,
+    consumer: str,
+    reclaim_idle_ms: int,
+    timer_interval: float,
+    timer_lease_ms: int,
+) -> None:
     projections.register(broker, app, settings, consumer, reclaim_idle_ms)
     timers = TimerRunner(settings, timer_lease_ms)
 
@@ -62,14 +89,11 @@ def build_app(
                 await asyncio.sleep(timer_interval)
 
     projections.background(app, take_ingest)
-    for follower in actions.followers(settings, gateway or gateway_from_env()):
-        projections.background(app, _following(follower, timer_interval))
     checkpointer = Checkpointer.for_settings(settings, redis.Redis.from_url(settings.redis_url))
     if checkpointer is not None:
         projections.background(app, _checkpointing(checkpointer))
     else:
         log.warning("OUTCOMES_CHECKPOINT_KEY is not set: no signed checkpoints are written (docs/audit.md)")
-    return app
 
 
 def _checkpointing(checkpointer: Checkpointer) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -92,14 +116,61 @@ def _checkpointing(checkpointer: Checkpointer) -> Callable[[], Coroutine[Any, An
     return loop
 
 
-def _following(follower: actions.LogFollower, interval: float) -> Callable[[], Coroutine[Any, Any, None]]:
+def _actions(
+    app: FastStream,
+    settings: Settings,
+    consumer: str,
+    gateway: Gateway,
+    idle_ms: int,
+    interval: float,
+    process: int,
+    processes: int,
+) -> None:
+    """The action followers, each run while this process holds its lease; a heartbeat
+    renews the leases a few times per idle time."""
+    followers = actions.followers(settings, gateway)
+    client = followers[0].client
+    names = [f.name for f in followers]
+    leases = Leases(client, followers[0].keys, consumer, names, idle_ms=idle_ms, process=process, processes=processes)
+    beat = idle_ms / 1000 / 4
+
+    async def heartbeat() -> None:
+        held: set[str] = set()
+        while True:
+            try:
+                now_held = await asyncio.to_thread(leases.refresh)
+            except Exception:  # Redis away: the leases lapse, so the followers stop here too
+                log.exception("lease heartbeat failed")
+                leases.forget()
+                now_held = set()
+            if now_held != held:
+                log.info("%s runs %s", consumer, sorted(now_held) or "no action follower")
+                held = now_held
+            await asyncio.sleep(beat)
+
+    projections.background(app, heartbeat)
+    for follower in followers:
+        projections.background(app, _following(follower, interval, leases, beat))
+
+    @app.on_shutdown
+    async def let_go() -> None:
+        await asyncio.to_thread(leases.release)
+
+
+def _following(
+    follower: actions.LogFollower, interval: float, leases: Leases, beat: float
+) -> Callable[[], Coroutine[Any, Any, None]]:
     """One loop per action follower, so a slow or failing one holds up no other: it runs
-    while the log has entries for it, waits on the log (XREAD BLOCK) when it has none, and
-    backs off after a failure (its position says where to go on)."""
+    while the log has entries for it and this process holds its lease, waits on the log
+    (XREAD BLOCK) when it has none, and backs off after a failure (its position says where
+    to go on)."""
 
     async def loop() -> None:
         failures = 0
         while True:
+            if not leases.holds(follower.name):  # another process runs it
+                await asyncio.sleep(beat)
+                continue
             try:
                 covered = await asyncio.to_thread(follower.run_once)
                 failures = 0
@@ -109,18 +180,37 @@ def _following(follower: actions.LogFollower, interval: float) -> Callable[[], C
                 await asyncio.sleep(min(interval * 2**failures, 10.0))
                 continue
             if not covered:
-                await asyncio.to_thread(follower.wait_for_more, 1000)
+                await asyncio.to_thread(follower.wait_for_more, int(min(1000, beat * 1000)))
 
     return loop
 
 
-def run(settings: Settings | None = None) -> None:
-    """Entry point of ``outcomes worker``."""
+def run(settings: Settings | None = None, *, role: Role = "all", process: int = 0, processes: int = 1) -> None:
+    """Entry point of ``outcomes worker`` (one process)."""
     logging.basicConfig(level=logging.INFO)
     asyncio.run(
         build_app(
             settings,
             reclaim_idle_ms=int(os.environ.get("OUTCOMES_RECLAIM_IDLE_MS", "30000")),
             timer_lease_ms=int(os.environ.get("OUTCOMES_TIMER_LEASE_MS", "30000")),
+            role=role,
+            process=process,
+            processes=processes,
         ).run()
     )
+
+
+def run_processes(role: Role, processes: int) -> None:
+    """``outcomes worker --processes N``: N worker processes, each the home of its share of
+    the action followers (workers/leases.py); one that dies is started again, and until then
+    the others take its followers over."""
+    from services.serve import supervise
+
+    supervise([(_run_child, (role, i, processes)) for i in range(processes)])
+
+
+def _run_child(role: Role, process: int, processes: int) -> None:
+    from services.serve import die_with_parent
+
+    die_with_parent()
+    run(Settings.from_env(), role=role, process=process, processes=processes)

@@ -56,7 +56,8 @@ class FlowPublisher(LogFollower):
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         return event.tenant_id, []  # publishes instead (act); records no events
 
-    def act(self, event: DomainEvent, nid: int) -> bool:
+    def act(self, fields: dict[bytes, bytes], nid: int) -> bool:
+        event = self.decode(fields)
         # the conversation as the event found it: whose messages they are is decided by then
         before: Conversation = self.ledger.repository.get(
             event.originator_id, version=event.originator_version - 1, projector_func=project_conversation
@@ -71,8 +72,8 @@ class FlowPublisher(LogFollower):
             return False
         assert isinstance(event, FlowRedirected | MessageRecorded | FlowReturned)
         entry = flow_entry(event, flow, before)
-        fields = [item for pair in entry.items() for item in pair]
+        flat = [item for pair in entry.items() for item in pair]
         stream = self.keys.flow(event.tenant_id, flow)
-        if not self._publish(keys=[self.keys.tracking, stream], args=[self.name, nid, *fields]):
+        if not self._publish(keys=[self.keys.tracking, stream], args=[self.name, nid, *flat]):
             raise IntegrityError(f"{self.name}: position {nid} already published")  # a twin was first
         return True

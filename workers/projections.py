@@ -21,12 +21,8 @@ from faststream.redis import RedisBroker, StreamSub
 
 from events.codec import StructMapper, SubjectKeys
 from events.keys import ShardKeys
-from projections.alerts import AlertsView
-from projections.base import View
-from projections.follow_up_sla import FollowUpSlaView
-from projections.interactions import InteractionsView
+from projections.models import read_models
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
-from projections.outcome_counts import count_outcomes
 from projections.outcome_mix import OutcomeMixView
 from services.config import Settings
 from services.runtime import Runtime
@@ -67,17 +63,11 @@ class ProjectionRunner:
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
         self.client = redis.Redis.from_url(settings.redis_url)
         mapper = StructMapper(keys=SubjectKeys(self.client, settings.key_prefix))
-        mix = OutcomeMixView(self.client, self.keys, mapper)
         self.runtime = Runtime(settings)
-        self.views = [
-            View(OUTCOME_COUNTS, count_outcomes, self.client, self.keys, mapper),
-            mix,
-            InteractionsView(self.client, self.keys, mapper),
-            AlertsView(self.client, self.keys, mapper),
-            FollowUpSlaView(self.client, self.keys, mapper),
-            # last: it reads the outcome mix, and records alerts (docs/reports.md "Alerts")
-            AlertWatch(self.runtime, self.keys, mapper, mix),
-        ]
+        self.views = read_models(self.client, self.keys, mapper)
+        mix = next(v for v in self.views if isinstance(v, OutcomeMixView))
+        # last: it reads the outcome mix, and records alerts (docs/reports.md "Alerts")
+        self.views.append(AlertWatch(self.runtime, self.keys, mapper, mix))
         self.quotas = QuotaWatcher(self.runtime, self.keys)
 
     def settle(self, up_to: int) -> None:

@@ -13,6 +13,7 @@ from typing import cast
 from events.codec import DomainEvent
 from events.keys import ShardKeys
 from events.types import OutcomeCorrected, OutcomeSelected
+from projections.base import current
 from projections.outcome_counts import outcome_counts
 from services.runtime import Runtime
 
@@ -35,7 +36,8 @@ class QuotaWatcher:
         project = ledger.catalogue(tenant_id).projects.get(project_id)
         if project is None or not project.settings.quotas:
             return []
-        counts = outcome_counts(self.runtime.client, self.keys, tenant_id, project_id)
+        # the current generation (``outcomes replay`` may have switched it)
+        counts = outcome_counts(self.runtime.client, current(self.runtime.client, self.keys), tenant_id, project_id)
         return [
             code
             for code in sorted(project.settings.quotas)

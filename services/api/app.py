@@ -22,9 +22,11 @@ from projections.outcome_counts import outcome_counts
 from services import asyncapi
 from services.api import (
     action_routes,
+    audit_routes,
     bodies,
     config_routes,
     dashboard_routes,
+    dead_letter_routes,
     interaction_routes,
     look_back_routes,
     qa_routes,
@@ -58,11 +60,11 @@ async def get_outcome_counts(
     runtime = runtime_of(state)
     ledger = await in_thread(runtime.ledger, principal.tenant_id)
     await in_thread(ledger.outcome_set, principal.tenant_id, project_id)  # 404 for unknown (or another tenant's)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
 
     def read() -> tuple[dict[str, int], int]:
         counts = outcome_counts(runtime.client, keys, principal.tenant_id, project_id)
-        position = runtime.client.hget(keys.tracking, OUTCOME_COUNTS)
+        position = runtime.client.hget(keys.tracking, keys.view_position(OUTCOME_COUNTS))
         return counts, int(position) if position is not None else 0  # type: ignore[arg-type]
 
     counts, position = await in_thread(read)
@@ -155,6 +157,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         interaction_routes.router,
         action_routes.router,
         webhook_routes.router,
+        dead_letter_routes.router,
         qa_routes.router,
         look_back_routes.router,
         get_outcome_counts,
@@ -168,6 +171,8 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         trend_routes.get_alerts,
         trend_routes.get_definition_comparison,
         trend_routes.get_follow_up_sla,
+        audit_routes.export_log,
+        audit_routes.export_history,
         health,
         dashboard_routes.dashboard,
         dashboard_routes.dashboard_asset,

@@ -14,10 +14,13 @@ from events.codec import now
 from services.api import bodies
 from services.api.common import Principal, command, in_thread, runtime_of
 from services.commands import COMMANDS
+from services.erasure import Erasure, erase_contact
 from services.errors import NotFound
-from services.idempotency import Receipt
+from services.idempotency import Idempotency, Receipt
 from services.interactions import Call, Contact, Conversation
+from services.ledger import Ledger
 from services.permissions import Action
+from services.rules import Context
 from services.rules.dialability import Dialability, Mode
 
 Req = Request[Any, Any, Any]
@@ -207,6 +210,20 @@ async def opt_out(
     return await _do("contact.opted_out", contact_id, data, principal, state, request)
 
 
+@post(
+    "/contacts/{contact_id:str}/erase",
+    status_code=200,
+    operation_id="eraseContact",
+    summary="Erase the contact's personal data (admin): its key destroyed, its data outside the log purged, "
+    "its numbers kept suppressed as keyed hashes; once (docs/erasure.md)",
+)
+async def erase(contact_id: str, principal: Principal, state: State, request: Req) -> Erasure:
+    def run(ledger: Ledger, ctx: Context, _key: Idempotency | None) -> Erasure:
+        return erase_contact(ledger, ctx, contact_id)  # idempotent by itself: the key adds nothing
+
+    return await command(request, state, principal, Action.ERASE, run)
+
+
 @get("/calls/{call_id:str}", operation_id="getCall", summary="A call's current state")
 async def get_call(call_id: str, principal: Principal, state: State) -> dict[str, Any]:
     principal.require_any(Action.READ_REPORTS, Action.REPORT_FACTS)
@@ -276,5 +293,6 @@ router = Router(
         get_conversation,
         get_dialability,
         get_contact,
+        erase,
     ],
 )

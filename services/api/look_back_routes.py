@@ -83,7 +83,7 @@ async def try_change(data: what_if.WhatIfBody, principal: Principal, state: Stat
     principal.require(Action.LOOK_BACK)
     runtime = runtime_of(state)
     ledger = await in_thread(runtime.ledger, principal.tenant_id)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
     return await in_thread(what_if.what_if, ledger, runtime.client, keys, principal.context(), data)
 
 

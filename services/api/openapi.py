@@ -290,6 +290,15 @@ def document(openapi: OpenAPI) -> OpenAPI:
         if isinstance(ok, OpenAPIResponse) and ok.content is not None:
             ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
+    for export in ("exportTenantLog", "exportAggregateHistory"):
+        if (op := operations.get(export)) is None:
+            continue
+        ok = op.responses.get("200") if op.responses else None
+        if isinstance(ok, OpenAPIResponse):
+            ok.description = "JSON lines, streamed: one exported event per line (schema: docs/audit.md)"
+            line = Schema(type=OpenAPIType.STRING, description="newline-delimited JSON objects")
+            ok.content = {"application/x-ndjson": OpenAPIMediaType(schema=line)}
+
     for link in LINKS:
         for end in (link.source, link.target):
             if end not in operations:

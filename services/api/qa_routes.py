@@ -123,7 +123,7 @@ async def get_qa_report(
     if (date_to - date_from).days >= MAX_DAYS:
         raise BadRequest(f"the period may span at most {MAX_DAYS} days")
     runtime = runtime_of(state)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
 
     def read() -> QaReport:
         position = _position(runtime, keys)

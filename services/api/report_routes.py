@@ -48,7 +48,7 @@ def quota_status(runtime: Runtime, tenant: str, project_id: str) -> list[QuotaSt
     project = ledger.catalogue(tenant).projects.get(project_id)
     if project is None:
         raise NotFound(f"project {project_id!r} not found")
-    counts = outcome_counts(runtime.client, runtime.shard_keys(tenant), tenant, project_id)
+    counts = outcome_counts(runtime.client, runtime.view_keys(tenant), tenant, project_id)
     return [
         QuotaStatus(
             outcome_code=code,
@@ -122,11 +122,11 @@ async def get_outcome_mix(
     if date_from is not None and date_to is not None and date_from > date_to:
         raise BadRequest(f"date_from {date_from} is after date_to {date_to}")
     runtime = runtime_of(state)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
 
     def read() -> tuple[list[MixRow], int]:
         # the position first: the rows hold at least every event up to it
-        position = runtime.client.hget(keys.tracking, OUTCOME_MIX)
+        position = runtime.client.hget(keys.tracking, keys.view_position(OUTCOME_MIX))
         rows = outcome_mix(
             runtime.client,
             keys,
@@ -196,7 +196,7 @@ HISTORY_COLUMNS = (
 
 def _position(runtime: Runtime, keys: ShardKeys) -> int:
     # read before the rows: the rows hold at least every event up to it
-    raw = runtime.client.hget(keys.tracking, INTERACTIONS)
+    raw = runtime.client.hget(keys.tracking, keys.view_position(INTERACTIONS))
     return int(raw) if isinstance(raw, bytes) else 0
 
 
@@ -266,7 +266,7 @@ async def get_rates(
     if (day is None) == (rolling_30_days_ending is None):
         raise BadRequest("give either day or rolling_30_days_ending")
     runtime = runtime_of(state)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
     period = Period.of(day, rolling_30_days_ending)
 
     def read() -> RatesReport:
@@ -331,7 +331,7 @@ async def get_history(
     principal.require(Action.READ_REPORTS)
     _check_range(date_from, date_to)
     runtime = runtime_of(state)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
     f = HistoryFilter(project=project, agent=agent, outcome=outcome, kind=interaction)
 
     def read() -> HistoryReport:
@@ -390,7 +390,7 @@ async def get_sample(
     principal.require(Action.READ_REPORTS)
     _check_range(date_from, date_to)
     runtime = runtime_of(state)
-    keys = runtime.shard_keys(principal.tenant_id)
+    keys = await in_thread(runtime.view_keys, principal.tenant_id)
     chosen_seed = seed if seed is not None else secrets.randbits(63)
 
     def read() -> SampleReport:

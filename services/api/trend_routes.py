@@ -13,6 +13,7 @@ from litestar.datastructures import State
 from litestar.params import FromQuery, QueryParameter
 
 from events.codec import DomainEvent
+from events.keys import ShardKeys
 from events.types import AlertRule, OutcomeFlags
 from projections.alerts import NAME as ALERTS
 from projections.alerts import AlertRow, alerts
@@ -33,9 +34,9 @@ from services.runtime import Runtime
 Format = Literal["json", "csv"]
 
 
-def _position(runtime: Runtime, tenant: str, view: str) -> int:
+def _position(runtime: Runtime, keys: ShardKeys, view: str) -> int:
     # read before the rows: the rows hold at least every event up to it
-    raw = runtime.client.hget(runtime.shard_keys(tenant).tracking, view)
+    raw = runtime.client.hget(keys.tracking, keys.view_position(view))
     return int(raw) if isinstance(raw, bytes) else 0
 
 
@@ -94,10 +95,9 @@ async def get_trend(
     )
 
     def read() -> TrendReport:
-        position = _position(runtime, tenant, OUTCOME_MIX)
-        rows = outcome_trend(
-            runtime.client, runtime.shard_keys(tenant), tenant, f, period=period, by=by, as_defined=as_defined
-        )
+        keys = runtime.view_keys(tenant)  # one generation per query
+        position = _position(runtime, keys, OUTCOME_MIX)
+        rows = outcome_trend(runtime.client, keys, tenant, f, period=period, by=by, as_defined=as_defined)
         return TrendReport(
             interaction=interaction, period=period, by=by, as_defined=as_defined, position=position, rows=rows
         )
@@ -140,10 +140,11 @@ async def get_alerts(
     tenant = principal.tenant_id
 
     def read() -> AlertsReport:
-        position = _position(runtime, tenant, ALERTS)
+        keys = runtime.view_keys(tenant)  # one generation per query
+        position = _position(runtime, keys, ALERTS)
         rows = alerts(
             runtime.client,
-            runtime.shard_keys(tenant),
+            keys,
             tenant,
             project=project,
             rule=rule,
@@ -217,10 +218,11 @@ async def get_definition_comparison(
 
     def read() -> DefinitionComparisonReport:
         now, then = _catalogue_then(runtime, tenant, project_id, version)
-        position = _position(runtime, tenant, OUTCOME_MIX)
+        keys = runtime.view_keys(tenant)  # one generation per query
+        position = _position(runtime, keys, OUTCOME_MIX)
         found = compare(
             runtime.client,
-            runtime.shard_keys(tenant),
+            keys,
             tenant,
             project=project_id,
             now=definitions_of(now),
@@ -296,10 +298,11 @@ async def get_follow_up_sla(
 
     def read() -> FollowUpSlaReport:
         time_zone = runtime.ledger(tenant).catalogue(tenant).time_zone
-        position = _position(runtime, tenant, FOLLOW_UP_SLA)
+        keys = runtime.view_keys(tenant)  # one generation per query
+        position = _position(runtime, keys, FOLLOW_UP_SLA)
         rows = follow_up_sla(
             runtime.client,
-            runtime.shard_keys(tenant),
+            keys,
             tenant,
             time_zone=time_zone,
             as_of=as_of,

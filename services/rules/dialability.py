@@ -2,6 +2,8 @@
 
 The answer weighs, in this order (the first that holds is the reason given):
 
+0. ``erased`` -- the contact was erased, or the number is one an erased contact had
+   (docs/erasure.md): never called again, whatever record it comes with;
 1. ``do_not_call`` -- a do-not-call entry for the number (or all the contact's numbers), in
    this project or tenant-wide;
 2. ``opted_out`` -- the contact opted out of calls (``voice`` or ``all``);
@@ -91,6 +93,8 @@ def _finals(record: DialingRecord | None, project_id: str, reloaded_at: datetime
 
 def _permanent(view: DialingView, project_id: str, number: str | None, mode: Mode) -> str | None:
     """The first reason that lasts until someone lifts it."""
+    if view.erased:
+        return "erased"
     record = view.record
     if record is not None and any(d.covers(project_id, number) for d in record.do_not_call):
         return "do_not_call"

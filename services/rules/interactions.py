@@ -19,6 +19,7 @@ from events.types import (
     CallEnded,
     CallStarted,
     CallUnanswered,
+    ContactErased,
     ContactOptedOut,
     ContactSaved,
     ConversationClosed,
@@ -443,6 +444,17 @@ def opt_out(
             occurred_at=occurred_at,
         )
     ]
+
+
+def erase_contact(
+    contact: Contact | None, ctx: Context, *, contact_id: str, suppressed: tuple[str, ...]
+) -> list[DomainEvent]:
+    """The erasure, once: an already erased contact records nothing again."""
+    if contact is not None and contact.erased:
+        return []
+    version = contact.version + 1 if contact else 1
+    aggregate = aggregate_id(ctx.tenant_id, "contact", contact_id)
+    return [make(ContactErased, aggregate, version, ctx, contact_id=contact_id, suppressed=suppressed)]
 
 
 # -- selections -------------------------------------------------------------------------------------------

@@ -9,11 +9,14 @@
 - A correction cancels the corrected selection's SMS if it has not gone yet.
 - A contact who opted out of SMS (replied STOP) gets none: the refusal is recorded, both
   when the SMS is requested and, should the STOP arrive in between, when it would be sent.
+- An erased contact, or any contact's number an erased contact had, gets none either: the
+  sender refuses it just before sending (``SmsSuppressed`` "erased", docs/erasure.md).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from events.codec import DomainEvent
 from events.types import (
@@ -110,11 +113,16 @@ def approve_draft(sms: Sms, ctx: Context, body: str) -> list[DomainEvent]:
     return [make(SmsDraftApproved, sms.id, sms.version + 1, ctx, contact_id=sms.request.contact_id, body=body)]
 
 
-def opted_out_since(sms: Sms, contact: Contact | None, ctx: Context) -> list[DomainEvent]:
-    """Just before sending: the refusal, if the contact opted out since the request."""
-    if contact is None or "sms" not in contact.opted_out:
+def refused_before_sending(sms: Sms, contact: Contact | None, ctx: Context, *, erased: bool) -> list[DomainEvent]:
+    """Just before sending: the refusal, if the contact or its number was erased (docs/erasure.md)
+    or the contact opted out since the request."""
+    if erased:
+        reason: Literal["erased", "opted_out"] = "erased"
+    elif contact is not None and "sms" in contact.opted_out:
+        reason = "opted_out"
+    else:
         return []
-    return [make(SmsSuppressed, sms.id, sms.version + 1, ctx, contact_id=sms.request.contact_id, reason="opted_out")]
+    return [make(SmsSuppressed, sms.id, sms.version + 1, ctx, contact_id=sms.request.contact_id, reason=reason)]
 
 
 def delivered(

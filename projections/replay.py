@@ -1,0 +1,278 @@
+"""``outcomes replay``: rebuild read models from the log into a fresh generation, then switch
+over atomically (docs/replay.md).
+
+For each view: take the generation being built (``<view>~next`` in the shard's view
+generations hash) or number a new one; catch it up from its own tracking position to the
+end of the log, committing keys and position together batch by batch (projections.base.View),
+so a replay killed at any instant resumes where the fresh keys say it got to; switch the
+pointer in one script (``switch_view.lua``); give queries that already resolved the old
+generation a grace period; then delete the old generation's keys.
+
+The live projection worker never writes into a generation being built (it follows the
+pointer) and, after the switch, continues from the new generation's tracking position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import TextIO, cast
+
+import redis
+
+from events.codec import StructMapper
+from events.keys import ShardKeys
+from events.store import xrange
+from projections.base import View, delete_keys, generation
+from projections.models import names, read_models
+
+BAR_WIDTH = 24
+
+
+# -- progress ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    view: str
+    #: events applied by this run so far, and to apply in all (grows while the log grows)
+    done: int
+    total: int
+    #: seconds since this run started on the view
+    elapsed: float
+
+
+def duration(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(p: Progress) -> str:
+    """``<view> [#####.....] done/total events  N events/s  ETA m:ss`` (pure)."""
+    share = p.done / p.total if p.total else 1.0
+    filled = min(BAR_WIDTH, int(share * BAR_WIDTH))
+    rate = p.done / p.elapsed if p.elapsed > 0 else 0.0
+    if p.done >= p.total:
+        eta = "done"
+    elif rate > 0:
+        eta = "ETA " + duration((p.total - p.done) / rate)
+    else:
+        eta = "ETA ?"
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    return f"{p.view} [{bar}] {p.done:,}/{p.total:,} events  {rate:,.0f} events/s  {eta}"
+
+
+class ProgressReport:
+    """Progress on a stream (stderr): one redrawn line on a terminal; otherwise a plain line
+    at most every ``interval`` seconds, and the last one."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        tty: bool | None = None,
+    ) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.clock = clock
+        self.tty = stream.isatty() if tty is None else tty
+        self.view = ""
+        self.total = 0
+        self.done = 0
+        self.started = 0.0
+        self.shown = 0.0
+
+    def note(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def start(self, view: str, total: int) -> None:
+        self.view, self.total, self.done = view, total, 0
+        self.started = self.shown = self.clock()
+        self._show()
+
+    def advance(self, events: int, total: int) -> None:
+        self.done += events
+        self.total = max(total, self.done)
+        if self.tty or self.clock() - self.shown >= self.interval:
+            self._show()
+
+    def finish(self) -> None:
+        self._show()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _show(self) -> None:
+        self.shown = self.clock()
+        line = progress_line(Progress(self.view, self.done, self.total, self.shown - self.started))
+        self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
+        self.stream.flush()
+
+
+# -- the generations ----------------------------------------------------------------------------------
+
+
+def _field(name: str, suffix: str) -> str:
+    return f"{name}~{suffix}"
+
+
+def generation_to_build(client: redis.Redis, keys: ShardKeys, name: str) -> tuple[str, bool]:
+    """The generation a replay of ``name`` builds, and whether it was already begun (resume)."""
+    hash_ = keys.view_generations
+    begun = client.hget(hash_, _field(name, "next"))
+    if begun is not None:
+        return cast(bytes, begun).decode(), True
+    number = str(client.hincrby(hash_, _field(name, "seq"), 1))
+    # a replay started at the same moment may have set it first: build that one together
+    client.hsetnx(hash_, _field(name, "next"), number)
+    return cast(bytes, client.hget(hash_, _field(name, "next"))).decode(), False
+
+
+def remove_old(client: redis.Redis, keys: ShardKeys, name: str) -> int:
+    """Delete the keys of the generation a switch replaced (``<name>~old``); returns how many."""
+    old = client.hget(keys.view_generations, _field(name, "old"))
+    if old is None:
+        return 0
+    deleted = delete_keys(client, keys.with_generation(name, cast(bytes, old).decode()).view(name))
+    client.hdel(keys.view_generations, _field(name, "old"))
+    return deleted
+
+
+@dataclass(frozen=True)
+class _Build:
+    view: View
+    generation: str
+    start: int
+
+
+@dataclass(frozen=True)
+class Replayed:
+    view: str
+    generation: str
+    #: the old generation ("" = the first, unnumbered one)
+    replaced: str
+    #: the position the new generation started from in this run (> 0: resumed)
+    resumed_at: int
+    #: events of the log this run applied to the view, and the run's seconds (one pass for all)
+    events: int
+    seconds: float
+    position: int
+    old_keys_deleted: int
+
+
+class Replayer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: ShardKeys,
+        mapper: StructMapper,
+        *,
+        batch_size: int = 1000,
+        grace: float = 2.0,
+        report: ProgressReport | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.mapper = mapper
+        self.batch_size = batch_size
+        self.grace = grace
+        self.report = report
+        script = resources.files("projections").joinpath("lua", "switch_view.lua").read_text(encoding="utf-8")
+        self._switch = client.register_script(script)
+
+    def head(self) -> int:
+        return int(cast(bytes | None, self.client.hget(self.keys.head, "n")) or 0)
+
+    def replay(self, views: Sequence[str] = ()) -> list[Replayed]:
+        """Rebuild the named views (default: all) in one pass over the log, then switch each."""
+        unknown = sorted(set(views) - set(names()))
+        if unknown:
+            raise ValueError(f"unknown view(s) {', '.join(unknown)}; the views are {', '.join(names())}")
+        chosen = list(dict.fromkeys(views)) or names()
+        for name in chosen:
+            remove_old(self.client, self.keys, name)  # left by a run killed after its switch
+        builds = [self._begin(name) for name in chosen]
+        started = time.monotonic()
+        self._catch_up(builds)
+        seconds = time.monotonic() - started
+        replaced = {b.view.name: self._switch_over(b) for b in builds}
+        time.sleep(self.grace)  # queries that resolved the old generations just before finish
+        done = []
+        for b in builds:
+            deleted = remove_old(self.client, self.keys, b.view.name)
+            position = b.view.position()
+            if self.report:
+                self.report.note(
+                    f"{b.view.name}: switched to generation {b.generation} at log position {position:,}; "
+                    f"{deleted:,} keys of the old generation removed"
+                )
+            name = b.view.name
+            done.append(
+                Replayed(name, b.generation, replaced[name], b.start, position - b.start, seconds, position, deleted)
+            )
+        return done
+
+    def build(self, name: str, generation_: str) -> View:
+        """The view ``name`` writing into ``generation_`` only."""
+        keys = self.keys.with_generation(name, generation_)
+        built = read_models(self.client, keys, self.mapper, follow=False, batch_size=self.batch_size)
+        return next(v for v in built if v.name == name)
+
+    def _begin(self, name: str) -> _Build:
+        gen, begun = generation_to_build(self.client, self.keys, name)
+        view = self.build(name, gen)
+        start = view.position()
+        if begun and self.report:
+            self.report.note(f"{name}: resuming generation {gen} at log position {start:,}")
+        return _Build(view, gen, start)
+
+    def _switch_over(self, b: _Build) -> str:
+        """Point the view at its new generation (one script); returns the one it replaced."""
+        name = b.view.name
+        replaced = generation(self.client, self.keys, name)
+        old_position = self.keys.with_generation(name, replaced).view_position(name)
+        self._switch(
+            keys=[self.keys.view_generations, self.keys.tracking], args=[name, b.generation, replaced, old_position]
+        )
+        return replaced
+
+    def _catch_up(self, builds: Sequence[_Build]) -> None:
+        """One pass over the log: each batch read and decoded once, then committed to every
+        view it is new to (each view from its own position: a resumed one may be ahead)."""
+        positions = {b.view.name: b.start for b in builds}
+        first = min(positions.values())
+        # decode only the types some view reads
+        topics = [b.view.topics for b in builds]
+        wanted = None if any(t is None for t in topics) else frozenset().union(*(t for t in topics if t is not None))
+        if self.report:
+            label = builds[0].view.name if len(builds) == 1 else f"{len(builds)} views"
+            self.report.start(label, self.head() - first)
+        while True:
+            low = min(positions.values())
+            entries = xrange(self.client, self.keys.log, f"({low}-0", "+", self.batch_size)
+            if not entries:
+                break
+            last = int(entries[-1][0].split(b"-")[0])
+            decoded = [
+                (int(entry_id.split(b"-")[0]), self.mapper.decode(fields[b"t"].decode(), fields[b"s"]))
+                for entry_id, fields in entries
+                if wanted is None or fields[b"t"] in wanted
+            ]
+            for b in builds:
+                at = positions[b.view.name]
+                if at >= last:
+                    continue
+                events = [e for n, e in decoded if n > at and b.view.reads(e)]
+                if b.view.commit(at, last, events) == 1:
+                    positions[b.view.name] = last
+                else:  # another replay of the same generation moved it: go on from there
+                    positions[b.view.name] = b.view.position()
+            if self.report:
+                self.report.advance(len(entries), self.head() - first)
+        if self.report:
+            self.report.finish()

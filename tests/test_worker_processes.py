@@ -1,0 +1,175 @@
+"""Two worker processes share the action followers (issue 4, "several worker processes share
+the load"; workers/leases.py): each runs the followers it is home to, together they record
+every effect once, and when one is SIGKILLed the other takes its followers over after the
+idle time (``OUTCOMES_RECLAIM_IDLE_MS``, 500 ms in tests/stack.py) and finishes its work.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import cast
+
+import pytest
+import redis
+
+from events.keys import ShardKeys
+from events.store import StreamEntries
+from events.types import (
+    CallAttemptCounted,
+    ContactHandling,
+    DoNotCallSpec,
+    OutcomeDefinition,
+    ProjectSettings,
+    SmsRequested,
+    SmsSent,
+)
+from events.types import DoNotCallAdded as Dnc
+from services.interactions import aggregate_id
+from services.ledger import Ledger
+from services.rules import Context
+from services.rules import config as config_rules
+from services.rules.contact_lists import dialing_id
+from services.runtime import Runtime
+from tests.helpers import selected_for_contacts, wait_until
+from tests.receiver import Receiver
+from tests.stack import Stack
+from workers.actions import PLANNER, SENDER
+from workers.contact_lists import PLANNER as LISTS
+from workers.leases import Leases
+
+TENANT = "share"
+ROUND = 40  # selections per round
+
+
+def seed(runtime: Runtime) -> Ledger:
+    runtime.create_tenant(TENANT, "Share")
+    ledger = runtime.ledger(TENANT)
+    admin = Context(TENANT, "admin:test", datetime.now(UTC))
+    ledger.configure(admin, "sms-template", "t", lambda c: config_rules.save_template(c, admin, "t", "Thank you"))
+    handling = ContactHandling(do_not_call=DoNotCallSpec(scope="project"))
+    later = OutcomeDefinition(code="LATER", name="Later", sms_template="t", auto_send=True, contact_handling=handling)
+    ledger.define_outcome(admin, later)
+    ledger.create_project(admin, "p", ProjectSettings(name="P", direction="outbound"))
+    return ledger
+
+
+def select(ledger: Ledger, numbers: range) -> None:
+    selected_for_contacts(ledger, TENANT, "LATER", numbers)
+
+
+def owner(process: subprocess.Popen[bytes]) -> str:
+    """The name a worker process holds its leases under (workers/app.py: host-pid)."""
+    return f"{socket.gethostname()}-{process.pid}"
+
+
+@pytest.fixture
+def two(stack: Stack) -> Iterator[tuple[Stack, list[subprocess.Popen[bytes]]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield stack, processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_two_processes_split_the_followers_and_one_takes_over_when_the_other_is_killed(
+    two: tuple[Stack, list[subprocess.Popen[bytes]]],
+) -> None:
+    stack, processes = two
+    runtime = stack.runtime()
+    ledger = seed(runtime)
+    keys = ShardKeys(runtime.settings.shard, runtime.settings.key_prefix)
+    stream = keys.published("contact-lists", TENANT)
+
+    def holders() -> dict[str, str]:
+        found = {n: runtime.client.get(keys.lease(n)) for n in (PLANNER, SENDER, LISTS)}
+        return {n: bytes(v).decode() for n, v in found.items() if v is not None}  # type: ignore[arg-type]
+
+    def published() -> int:
+        return int(runtime.client.xlen(stream))
+
+    def sms_sent() -> int:
+        return len(gateway.keys())
+
+    with Receiver(deduplicate=False) as gateway:
+        stack.env["OUTCOMES_SMS_GATEWAY"] = gateway.url
+        first, second = (stack.spawn("worker", "--process", str(i), "--of", "2") for i in range(2))
+        processes += [first, second]
+        # the followers at even places in actions.followers are process 0's, the odd ones 1's
+        home = {PLANNER: owner(first), SENDER: owner(second), LISTS: owner(second)}
+        wait_until(lambda: holders() == home, 30, "each process to hold its own followers")
+
+        select(ledger, range(ROUND))
+        wait_until(lambda: published() >= 2 * ROUND and sms_sent() >= ROUND, 60, "both processes to act")
+        assert holders() == home  # the SMS went from process 0, the contact-list changes from 1
+
+        # the second process killed while it records the next round's contact-list effects
+        seen = published()
+        select(ledger, range(ROUND, 2 * ROUND))
+        wait_until(lambda: published() > seen, 60, "the second process to record")
+        second.send_signal(signal.SIGKILL)
+        second.wait()
+        select(ledger, range(2 * ROUND, 3 * ROUND))  # work for the dead one's followers
+        wait_until(lambda: set(holders().values()) == {owner(first)}, 30, "the first to take over")
+        wait_until(lambda: published() >= 2 * 3 * ROUND and sms_sent() >= 3 * ROUND, 60, "every effect")
+
+    # each effect once: the contact's record and the published stream, the SMS on the wire
+    for n in range(3 * ROUND):
+        events = list(ledger.events.get(dialing_id(TENANT, f"k{n}")))
+        assert [type(e) for e in events] == [CallAttemptCounted, Dnc], n
+        call = aggregate_id(TENANT, "call", f"c{n}")
+        sms = list(ledger.events.get(aggregate_id(TENANT, "sms", f"{call}/3")))
+        assert [type(e) for e in sms] == [SmsRequested, SmsSent], n
+    entries = cast(StreamEntries, runtime.client.xrange(stream))
+    assert len(entries) == 2 * 3 * ROUND
+    assert set(Counter(fields[b"id"] for _, fields in entries).values()) == {1}
+    deliveries = Counter(gateway.keys())
+    assert len(deliveries) == 3 * ROUND and set(deliveries.values()) == {1}  # the sender's process never sent
+
+
+def test_worker_processes_n_starts_n_sharing_processes_and_stops_them(stack: Stack) -> None:
+    runtime = stack.runtime()
+    keys = ShardKeys(runtime.settings.shard, runtime.settings.key_prefix)
+    names = [PLANNER, SENDER, LISTS]
+
+    def holders() -> set[str]:
+        return {bytes(v).decode() for n in names if (v := runtime.client.get(keys.lease(n))) is not None}  # type: ignore[arg-type]
+
+    supervisor = stack.spawn("worker", "--processes", "2")
+    try:
+        wait_until(lambda: len(holders()) == 2, 60, "two processes to hold their own followers")
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=60)
+        assert holders() == set()  # stopped cleanly: each let its leases go
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
+def test_leases_home_first_stand_in_after_the_idle_time_and_give_back(redis_client: redis.Redis, shard: str) -> None:
+    keys = ShardKeys(shard, "lease" + shard)
+    names = ["a", "b"]
+
+    def process(owner: str, index: int) -> Leases:
+        return Leases(redis_client, keys, owner, names, idle_ms=1500, process=index, processes=2)
+
+    first, second = process("p0", 0), process("p1", 1)
+    assert first.refresh() == {"a"} and second.refresh() == {"b"}  # each its home's
+    second.release()
+    assert first.refresh() == {"a"}  # "b" is free, but the first is not up an idle time yet
+    time.sleep(1.6)  # long enough up; the leases lapse meanwhile (as after a kill)
+    assert first.refresh() == {"a", "b"}  # its own again, and it stands in for "b"
+    back = process("p1-restarted", 1)
+    assert back.refresh() == set()  # held by the stand-in: asks for it back
+    assert first.refresh() == {"a"}  # gives it back at its next renewal
+    assert back.refresh() == {"b"}
+    back.release()
+    assert first.holders() == {"a": "p0"}
