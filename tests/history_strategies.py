@@ -60,6 +60,7 @@ UNANSWERED: tuple[TelephonyStatus, ...] = ("no_answer", "busy", "answering_machi
 UNANSWERED_CODE = {"no_answer": "NO_ANSWER", "busy": "BUSY", "answering_machine": "ANSWERING_MACHINE"}
 UNANSWERED_CODE["drop_hang_up"] = "DROPPED"
 SUPERVISOR = "supervisor:sam"
+REVIEWERS = ("reviewer:rita", "reviewer:rob", "supervisor:sam")
 
 
 # -- a driver over the Ledger's commands ------------------------------------------------------------
@@ -203,6 +204,16 @@ class Driver:
             lambda cat, call, conv: rules.attach_reference(
                 call, ctx, kind="recording", reference=f"rec-{call_id}", occurred_at=at
             ),
+        )
+
+    def verdict(self, kind: Literal["call", "conversation"], id_: str, reviewer: str, should: str | None) -> None:
+        """A QA verdict: confirmed, or (naming the outcome it should have been) disputed."""
+        self.ledger.record_verdict(
+            self.ctx(reviewer),
+            kind,
+            id_,
+            verdict="confirmed" if should is None else "disputed",
+            should_have_been=should,
         )
 
     # conversations
@@ -383,6 +394,8 @@ class HistoryPlan:
     list_moves: tuple[tuple[int, str, str | None], ...] = ()
     #: an outcome whose flags change at the end ("as defined then" and "now" differ)
     change: OutcomePlan | None = None
+    #: QA verdicts, after the later steps: (interaction, reviewer, should have been or None)
+    verdicts: tuple[tuple[str, str, str | None], ...] = ()
     codes: dict[str, OutcomePlan] = field(default_factory=dict, compare=False)
 
 
@@ -529,6 +542,16 @@ def history_plans(draw: st.DrawFn, max_calls: int = 10, max_conversations: int =
             revenue=victim.revenue,
             applies_to=victim.applies_to,
         )
+    # on a few interactions and into a few outcomes, so outcomes gather enough reviews and
+    # disputes to be flagged
+    verdicts = tuple(
+        (
+            draw(st.sampled_from(targets[:4])),
+            draw(st.sampled_from(REVIEWERS)),
+            draw(st.sampled_from((None, None, "SALE", "NO_INTEREST", "CALLBACK"))),
+        )
+        for _ in range(draw(st.integers(0, 12)))
+    )
     return HistoryPlan(
         outcomes=outcomes,
         calls=tuple(calls),
@@ -537,6 +560,7 @@ def history_plans(draw: st.DrawFn, max_calls: int = 10, max_conversations: int =
         later=tuple(later),
         list_moves=list_moves,
         change=change,
+        verdicts=verdicts,
         codes={o.code: o for o in outcomes},
     )
 
@@ -643,8 +667,8 @@ def play_later(d: Driver, step: Later, start_minute: int) -> None:
 
 def play(d: Driver, plan: HistoryPlan) -> None:
     """Configure the world, play the interactions in start order (team moves between them),
-    then the later steps (corrections after close, late results, late recordings), then the
-    definition change."""
+    then the later steps (corrections after close, late results, late recordings), the QA
+    verdicts, then the definition change."""
     configure_world(d, plan.outcomes)
     ordered: list[CallPlan | ConversationPlan] = sorted(
         [*plan.calls, *plan.conversations], key=lambda i: i.start_minute
@@ -670,6 +694,9 @@ def play(d: Driver, plan: HistoryPlan) -> None:
             d.move(step.target, step.team)
         else:
             play_later(d, step, starts[step.target])
+    for target, reviewer, should in plan.verdicts:
+        with d.attempt("verdict"):
+            d.verdict("call" if target.startswith("call") else "conversation", target, reviewer, should)
     if plan.change is not None:
         d.change(plan.change.definition())
 

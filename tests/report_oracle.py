@@ -50,6 +50,31 @@ Readings of PRODUCT.md made here (where it is silent or leaves a choice):
 * **Every defined outcome** (global outcomes, and the outcomes of the filtered project or of
   every project) has a row when grouping by outcome, with ``-`` for "no outcome"; rows are
   keyed by code.
+* **QA verdicts** (PRODUCT.md §4 names the figures, not their arithmetic): a reviewer (the
+  verdict's actor) has one verdict per interaction, their latest; two reviewers count twice.
+  A verdict counts for the outcome it reviewed (the one that stood when it was given, kept on
+  the event), so a later correction does not move it. The report covers a project's
+  interactions that started in a local date range; an outcome's *selections* there are the
+  interactions whose outcome stands as it (the last one selected during the interaction, as
+  corrected -- a kept-active conversation's latest while it is open). Agreement = confirmed ÷
+  reviewed. Confused pairs: (reviewed outcome, should have been) over the disputes. Flags,
+  with the thresholds docs/reports.md documents (PRODUCT.md gives none): *disputed* -- at
+  least 5 reviews and agreement below 80 %; *overused* -- at least 5 reviews and at least 2
+  disputes away from it, more than twice the disputes naming it as the one it should have
+  been; *unclear* -- disputed into some other outcome and that one into it.
+* **History**: every call and conversation, oldest start first (ties by kind and id), whether
+  or not it counts in the mix yet; its outcome is the one that stands (the last selected
+  during the interaction, as corrected; ``-`` for none), its agent that selection's agent,
+  else the agent the call facts name. Filters: project; agent -- the row's or any of its
+  selections'; outcome -- any of its selections (late ones too, as corrected) shows it, ``-``
+  for rows with none; kind; local date range of the start. **Sampling** draws from the rows
+  the outcome filter and the date range give.
+* **Follow-up SLA** ("open and overdue tasks per owner and team"): a task's owner is the
+  latest one named (a reassignment names its owners afresh): the agent when one is named,
+  else the team, else the role; its team the owning team named. A task is in a period by the
+  local day of its due time. At the moment of the report, a task is overdue when still open
+  after its due time; completed late when its completion was recorded after its due time.
+  SLA met = completed in time ÷ (completed + overdue).
 * ``direction`` and ``termination_reason`` are call facts: conversations have neither, so a
   filter on them selects no conversation.
 """
@@ -77,6 +102,10 @@ from events.types import (
     ContactSaved,
     ConversationClosed,
     ConversationStarted,
+    FollowUpCancelled,
+    FollowUpCompleted,
+    FollowUpOpened,
+    FollowUpReassigned,
     OutcomeChanged,
     OutcomeCorrected,
     OutcomeDefined,
@@ -84,6 +113,7 @@ from events.types import (
     OutcomeSelected,
     ProjectChanged,
     ProjectCreated,
+    QaVerdictRecorded,
 )
 
 NO_OUTCOME = "-"
@@ -134,6 +164,8 @@ class Interaction:
     #: non-late selections in order: a call has at most one; a conversation one per selection
     selections: list[Sel] = field(default_factory=list)
     late: list[Sel] = field(default_factory=list)
+    #: (previous code, corrected code), in order
+    corrections: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def counted(self) -> bool:
@@ -308,6 +340,7 @@ def rebuild(events: Sequence[DomainEvent]) -> Ledger:
         elif isinstance(e, OutcomeCorrected):
             target = found[(e.interaction, e.interaction_id)]
             corrected = target.selections[-1]
+            target.corrections.append((corrected.code, e.outcome_code))
             target.selections[-1] = Sel(
                 code=e.outcome_code,
                 definition=e.definition,
@@ -637,3 +670,205 @@ def rates(
         closed_conversations=len(conversations),
         first_call_resolution=_ratio(resolved, len(conversations)),
     )
+
+
+# -- QA verdicts ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QaRow:
+    outcome: str
+    selections: int
+    reviewed: int
+    confirmed: int
+    disputed: int
+    agreement_rate: float | None
+    disputed_into: int
+    flags: list[str]
+    unclear_with: list[str]
+
+
+@dataclass(frozen=True)
+class Qa:
+    outcomes: list[QaRow]
+    #: (outcome reviewed, should have been, disputes), most first, then by the codes
+    confused_pairs: list[tuple[str, str, int]]
+    reviewed: int
+    confirmed: int
+    agreement_rate: float | None
+
+
+def qa(events: Sequence[DomainEvent], *, tz: str, project: str, date_from: date, date_to: date) -> Qa:
+    """The QA report of a project's interactions that started in the local date range."""
+    ledger = rebuild(events)
+    #: (kind, id) -> reviewer -> (outcome reviewed, should have been or None): the latest
+    latest: dict[tuple[str, str], dict[str, tuple[str, str | None]]] = {}
+    for e in events:
+        if isinstance(e, QaVerdictRecorded):
+            latest.setdefault((e.interaction, e.interaction_id), {})[e.actor] = (e.outcome_code, e.should_have_been)
+    chosen = [
+        i
+        for i in ledger.interactions.values()
+        if i.project == project and date_from <= local_day(i.started_at, tz) <= date_to
+    ]
+    selections: dict[str, int] = {}
+    verdicts: list[tuple[str, str | None]] = []
+    for i in chosen:
+        if i.selections:
+            code = i.selections[-1].code
+            selections[code] = selections.get(code, 0) + 1
+        verdicts.extend(latest.get((i.kind, i.id), {}).values())
+    codes = set(selections) | {code for code, _ in verdicts} | {shb for _, shb in verdicts if shb is not None}
+    disputes = [(code, shb) for code, shb in verdicts if shb is not None]
+    rows = []
+    for code in sorted(codes):
+        reviewed = sum(1 for c, _ in verdicts if c == code)
+        confirmed = sum(1 for c, shb in verdicts if c == code and shb is None)
+        away = reviewed - confirmed
+        into = sum(1 for _, shb in disputes if shb == code)
+        flags = []
+        if reviewed >= 5 and confirmed / reviewed < 0.8:
+            flags.append("disputed")
+        if reviewed >= 5 and away >= 2 and away > 2 * into:
+            flags.append("overused")
+        both_ways = sorted({b for a, b in disputes if a == code and (b, code) in disputes})
+        if both_ways:
+            flags.append("unclear")
+        rows.append(
+            QaRow(
+                outcome=code,
+                selections=selections.get(code, 0),
+                reviewed=reviewed,
+                confirmed=confirmed,
+                disputed=away,
+                agreement_rate=confirmed / reviewed if reviewed else None,
+                disputed_into=into,
+                flags=flags,
+                unclear_with=both_ways,
+            )
+        )
+    pairs = sorted({(a, b, disputes.count((a, b))) for a, b in disputes}, key=lambda p: (-p[2], p[0], p[1]))
+    confirmed_all = sum(1 for _, shb in verdicts if shb is None)
+    return Qa(
+        outcomes=rows,
+        confused_pairs=pairs,
+        reviewed=len(verdicts),
+        confirmed=confirmed_all,
+        agreement_rate=confirmed_all / len(verdicts) if verdicts else None,
+    )
+
+
+# -- the history table ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    kind: Kind
+    id: str
+    outcome: str
+    agent: str | None
+    #: the codes of the selections made during the interaction, as corrected, then the late ones
+    outcomes: list[str]
+    late: list[str]
+    corrections: list[tuple[str, str]]
+
+
+def history(
+    events: Sequence[DomainEvent],
+    *,
+    tz: str,
+    project: str | None = None,
+    agent: str | None = None,
+    outcome: str | None = None,
+    kind: Kind | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[HistoryRow]:
+    """The history table's rows with these filters, in its order."""
+    found = []
+    for i in rebuild(events).interactions.values():
+        every = [*i.selections, *i.late]
+        codes = {s.code for s in every}
+        row_agent = i.selections[-1].agent if i.selections and i.selections[-1].agent else i.fact_agent
+        day = local_day(i.started_at, tz)
+        if (
+            (project is None or i.project == project)
+            and (agent is None or agent == row_agent or any(s.agent == agent for s in every))
+            and (outcome is None or outcome in codes or (outcome == NO_OUTCOME and not codes))
+            and (kind is None or i.kind == kind)
+            and (date_from is None or day >= date_from)
+            and (date_to is None or day <= date_to)
+        ):
+            found.append((i.started_at, f"{i.kind}:{i.id}", i, row_agent))
+    return [
+        HistoryRow(
+            kind=i.kind,
+            id=i.id,
+            outcome=i.selections[-1].code if i.selections else NO_OUTCOME,
+            agent=row_agent,
+            outcomes=[s.code for s in i.selections],
+            late=[s.code for s in i.late],
+            corrections=list(i.corrections),
+        )
+        for _, _, i, row_agent in sorted(found, key=lambda x: (x[0], x[1]))
+    ]
+
+
+# -- follow-up SLA -------------------------------------------------------------------------------------
+
+
+def follow_up_sla(
+    events: Sequence[DomainEvent],
+    *,
+    tz: str,
+    now: datetime,
+    group_by: Literal["owner", "team"] = "owner",
+    project: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> dict[str, tuple[int, int, int, int, int, int, int, float | None]]:
+    """Per owner (or team): tasks, open, completed, cancelled, overdue, completed in time,
+    completed late, SLA met -- at the moment ``now``."""
+    tasks: dict[object, dict[str, object]] = {}
+    for e in events:
+        if isinstance(e, FollowUpOpened):
+            tasks[e.originator_id] = {
+                "project": e.project_id,
+                "due": e.due_at,
+                "owners": (None, e.owner_team, e.owner_role),
+                "status": "open",
+                "done": None,
+            }
+        elif isinstance(e, FollowUpReassigned):
+            tasks[e.originator_id]["owners"] = (e.owner_agent, e.owner_team, e.owner_role)
+        elif isinstance(e, FollowUpCompleted):
+            tasks[e.originator_id].update(status="completed", done=e.recorded_at)
+        elif isinstance(e, FollowUpCancelled):
+            tasks[e.originator_id]["status"] = "cancelled"
+    groups: dict[str, list[int]] = {}
+    for t in tasks.values():
+        due = t["due"]
+        assert isinstance(due, datetime)
+        agent, team, role = t["owners"]  # type: ignore[misc]
+        day = local_day(due, tz)
+        if (project is not None and t["project"] != project) or (date_from and day < date_from):
+            continue
+        if date_to and day > date_to:
+            continue
+        if group_by == "team":
+            key = team or NO_OUTCOME
+        else:
+            key = f"agent:{agent}" if agent else f"team:{team}" if team else f"role:{role}" if role else NO_OUTCOME
+        g = groups.setdefault(key, [0] * 7)
+        done = t["done"]
+        g[0] += 1
+        g[1] += t["status"] == "open"
+        g[2] += t["status"] == "completed"
+        g[3] += t["status"] == "cancelled"
+        g[4] += t["status"] == "open" and due < now
+        g[5] += isinstance(done, datetime) and done <= due
+        g[6] += isinstance(done, datetime) and done > due
+    return {
+        key: (*g, g[5] / (g[2] + g[4]) if g[2] + g[4] else None)  # type: ignore[misc]
+        for key, g in sorted(groups.items())
+    }

@@ -1,6 +1,7 @@
 """Follow-up SLA report (projections/follow_up_sla.py): tasks opened by real selections through
 the API and the follow-up planner, reassigned, completed in time and late, left overdue,
-cancelled by a correction -- counted per owner and team by hand; JSON, CSV, a rebuild from 0."""
+cancelled by a correction -- counted per owner and team by hand and by the oracle
+(tests/report_oracle.follow_up_sla); JSON, CSV, a rebuild from 0."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from projections.follow_up_sla import FollowUpSlaView
 from services.permissions import Role
+from tests import report_oracle
+from tests.history_strategies import tenant_events
 from tests.test_follow_ups import TENANT, World, call_with, world  # noqa: F401 (the fixture)
 from workers.projections import ProjectionRunner
+
+COLUMNS = ("tasks", "open", "completed", "cancelled", "overdue", "completed_in_time", "completed_late", "sla_met")
 
 
 def test_sla_per_owner_and_team(world: World) -> None:  # noqa: F811
@@ -44,19 +49,16 @@ def test_sla_per_owner_and_team(world: World) -> None:  # noqa: F811
     def report(**params: str) -> dict[str, tuple[object, ...]]:
         r = w.http.get("/v1/reports/follow-ups", headers=h, params=params)
         assert r.status_code == 200, r.text
-        columns = (
-            "tasks",
-            "open",
-            "completed",
-            "cancelled",
-            "overdue",
-            "completed_in_time",
-            "completed_late",
-            "sla_met",
-        )
-        return {row["key"]: tuple(row[c] for c in columns) for row in r.json()["rows"]}
+        return {row["key"]: tuple(row[c] for c in COLUMNS) for row in r.json()["rows"]}
 
     by_owner = report()
+    # the oracle, from the log alone, at the moment the report was made
+    events = tenant_events(w.runtime, TENANT)
+    for group_by in ("owner", "team"):
+        answer = w.http.get("/v1/reports/follow-ups", headers=h, params={"group_by": group_by}).json()
+        at = datetime.fromisoformat(answer["as_of"])
+        expected = report_oracle.follow_up_sla(events, tz="UTC", now=at, group_by=group_by)  # type: ignore[arg-type]
+        assert {row["key"]: tuple(row[c] for c in COLUMNS) for row in answer["rows"]} == expected
     assert by_owner == {
         # open, overdue (open, past due), completed late, cancelled; met: 0 in time of (1 completed + 1 overdue)
         "team:care": (4, 2, 1, 1, 1, 0, 1, 0.0),

@@ -1,9 +1,10 @@
 """The history table and QA sampling (projections/history.py over the interactions view),
 against real Redis: paging over a page boundary (ties included, rows added meanwhile),
 corrections with both values, a kept-active conversation's outcomes, filters, late
-references, and reproducible samples. On random histories: paging in small pages lists
-every interaction once, in order, each with the outcome the oracle says stands
-(``HISTORY_EXAMPLES=100`` runs more examples)."""
+references, and reproducible samples. On random histories, with random filters: paging in
+small pages lists exactly the oracle's rows (tests/report_oracle.history), in order, each with
+the outcome that stands, its agent, every selection and every correction; a sample of a
+whole period is the oracle's rows for the outcome (``HISTORY_EXAMPLES=100`` runs more)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import os
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from projections.history import BadCursor, HistoryFilter, HistoryRow, history, sample
 from tests import report_oracle
 from tests.history_strategies import (
+    AGENTS,
     BASE,
+    PROJECTS,
+    TZ,
     Driver,
     HistoryPlan,
     OutcomePlan,
@@ -158,23 +164,60 @@ def test_a_sample_is_reproducible_by_seed_and_carries_late_references(d: Driver)
     assert [(x.kind, x.reference) for x in c3.references] == [("recording", "rec-c3")]
 
 
+def as_oracle(r: HistoryRow) -> report_oracle.HistoryRow:
+    return report_oracle.HistoryRow(
+        kind=r.kind,
+        id=r.id,
+        outcome=r.outcome,
+        agent=r.agent,
+        outcomes=[o.code for o in r.outcomes if not o.late],
+        late=[o.code for o in r.outcomes if o.late],
+        corrections=[(c.previous_code or "-", c.outcome_code) for c in r.corrections],
+    )
+
+
+@st.composite
+def history_filters(draw: st.DrawFn) -> dict[str, Any]:
+    """One or none of each history filter, over the values the histories use."""
+    days = [DAY + timedelta(days=n) for n in range(-1, 5)]
+    chosen = {
+        "project": draw(st.none() | st.sampled_from(PROJECTS)),
+        "agent": draw(st.none() | st.sampled_from(AGENTS)),
+        "outcome": draw(st.none() | st.sampled_from(("SALE", "KEEP_OPEN", "ACCEPTED_LATER", "NO_ANSWER", "-"))),
+        "kind": draw(st.none() | st.sampled_from(("call", "conversation"))),
+        "date_from": draw(st.none() | st.sampled_from(days)),
+        "date_to": draw(st.none() | st.sampled_from(days)),
+    }
+    return {k: v for k, v in chosen.items() if v is not None}
+
+
 @settings(
     max_examples=int(os.environ.get("HISTORY_EXAMPLES", "10")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(plan=histories(max_calls=8, max_conversations=4))
-def test_paging_lists_every_interaction_once_with_the_outcome_that_stands(redis_url: str, plan: HistoryPlan) -> None:
+@given(plan=histories(max_calls=8, max_conversations=4), drawn=st.lists(history_filters(), min_size=1, max_size=4))
+def test_the_history_and_samples_equal_the_oracle_with_any_filters(
+    redis_url: str, plan: HistoryPlan, drawn: list[dict[str, Any]]
+) -> None:
     d = new_tenant(redis_url)
     try:
         play(d, plan)
-        ledger = report_oracle.rebuild(tenant_events(d.runtime, d.tenant))
-        rows = page_all(d, limit=2)
-        expected = sorted(ledger.interactions.values(), key=lambda i: (i.started_at, f"{i.kind}:{i.id}"))
-        assert [(r.kind, r.id) for r in rows] == [(i.kind, i.id) for i in expected]
-        for r, i in zip(rows, expected, strict=True):
-            standing = i.selections[-1].code if i.selections else "-"
-            assert r.outcome == standing
-            assert [o.code for o in r.outcomes if o.late] == [s.code for s in i.late]
+        events = tenant_events(d.runtime, d.tenant)
+        for q in [{}, *drawn]:
+            expected = report_oracle.history(events, tz=TZ, **q)
+            dates = {k: q[k] for k in ("date_from", "date_to") if k in q}
+            f = HistoryFilter(**{k: v for k, v in q.items() if k not in dates})
+            # small pages: the cursor is crossed many times
+            assert [as_oracle(r) for r in page_all(d, f, limit=2, **dates)] == expected, q
+        # a sample of every row showing an outcome in a period is those rows
+        view = interactions_view(d.runtime, d.tenant)
+        first, last = DAY, DAY + timedelta(days=2)
+        for code in ("SALE", "CALLBACK", "ACCEPTED_LATER"):
+            s = sample(
+                d.runtime.client, view.keys, d.tenant, outcome_code=code, date_from=first, date_to=last, n=1000, seed=3
+            )
+            rows = report_oracle.history(events, tz=TZ, outcome=code, date_from=first, date_to=last)
+            assert s.population == len(rows) and sorted(r.id for r in s.rows) == sorted(r.id for r in rows), code
     finally:
         d.runtime.close()

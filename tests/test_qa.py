@@ -1,28 +1,36 @@
 """QA verdicts (PRODUCT.md §4): the rules, the report's arithmetic on hand-built records,
 and the endpoints through the real ASGI app against hand-computed agreement and confusion;
-the interactions view rebuilt from 0 gives the same report."""
+the interactions view rebuilt from 0 gives the same report. On random valid histories with
+random verdicts the report equals the oracle's (tests/report_oracle.qa) for every project and
+period (``QA_EXAMPLES=100`` runs more examples)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
 from litestar.testing import TestClient
 
 from events.codec import StructMapper, SubjectKeys
 from projections.interactions import InteractionsView, Record, Selection, Verdict
-from projections.qa import compute
+from projections.qa import compute, qa_report
 from services.api.app import create_app
 from services.errors import InvalidVerdict, NothingToReview, OutcomeNotInProject
 from services.ledger import Ledger
 from services.rules import Context
 from services.rules.interactions import Choice
 from services.runtime import Runtime
+from tests import report_oracle
 from tests.helpers import new_runtime, seed_project
+from tests.history_strategies import PROJECTS, TZ, HistoryPlan, histories, new_tenant, play, tenant_events
+from tests.test_rates import interactions_view
 from workers.projections import ProjectionRunner
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -223,6 +231,14 @@ def test_the_qa_report_through_the_api_and_after_a_rebuild(api: tuple[Api, Runti
     rows = {row["outcome"]: {k: v for k, v in row.items() if k != "outcome"} for row in body["outcomes"]}
     assert rows == EXPECTED
     assert [(p["outcome"], p["should_have_been"], p["count"]) for p in body["confused_pairs"]] == PAIRS
+    # the oracle, from the log alone, agrees -- flags included
+    oracle = report_oracle.qa(
+        tenant_events(runtime, "acme"), tz="UTC", project="qa-p", date_from=T0.date(), date_to=T0.date() + timedelta(1)
+    )
+    assert [vars(x) for x in oracle.outcomes] == [
+        {"outcome": row["outcome"], **rows[row["outcome"]]} for row in body["outcomes"]
+    ]
+    assert oracle.confused_pairs == PAIRS and oracle.reviewed == 12
 
     table = list(csv.DictReader(io.StringIO(client.report(format="csv").text)))
     assert [t["outcome"] for t in table] == ["CALLBACK", "NO_SALE", "SALE"]
@@ -251,3 +267,53 @@ def test_bad_report_parameters_and_who_may_record(api: tuple[Api, Runtime]) -> N
     assert client.client.get("/v1/reports/qa", headers=client.headers["manager"]).status_code == 400
     r = client.client.post("/v1/calls/c1/verdicts", headers=client.headers["manager"], json={"verdict": "confirmed"})
     assert r.status_code == 403 and "may not record QA verdicts" in r.json()["message"]
+
+
+# -- against the oracle, on random histories --------------------------------------------------------------
+
+#: the whole spread of the histories, one day in the middle (the DST one), and one before them
+PERIODS = ((date(2026, 10, 23), date(2026, 10, 31)), (date(2026, 10, 25), date(2026, 10, 25)), (T0.date(), T0.date()))
+
+
+def _as_oracle(r: Any) -> report_oracle.Qa:
+    return report_oracle.Qa(
+        outcomes=[report_oracle.QaRow(**msgspec.structs.asdict(o)) for o in r.outcomes],
+        confused_pairs=[(p.outcome, p.should_have_been, p.count) for p in r.confused_pairs],
+        reviewed=r.reviewed,
+        confirmed=r.confirmed,
+        agreement_rate=r.agreement_rate,
+    )
+
+
+@settings(
+    max_examples=int(os.environ.get("QA_EXAMPLES", "10")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(plan=histories(max_calls=8, max_conversations=4))
+def test_the_qa_report_equals_the_oracle_and_a_rebuild_changes_nothing(redis_url: str, plan: HistoryPlan) -> None:
+    d = new_tenant(redis_url)
+    try:
+        play(d, plan)
+        events = tenant_events(d.runtime, d.tenant)
+        view = interactions_view(d.runtime, d.tenant, batch_size=7)
+        view.catch_up()
+        keys, client = view.keys, d.runtime.client
+
+        def reports() -> list[report_oracle.Qa]:
+            return [
+                _as_oracle(qa_report(client, keys, d.tenant, project=p, date_from=a, date_to=b, position=0))
+                for p in PROJECTS
+                for a, b in PERIODS
+            ]
+
+        found = reports()
+        expected = [
+            report_oracle.qa(events, tz=TZ, project=p, date_from=a, date_to=b) for p in PROJECTS for a, b in PERIODS
+        ]
+        assert found == expected
+        view.drop()
+        interactions_view(d.runtime, d.tenant).catch_up()
+        assert reports() == found
+    finally:
+        d.runtime.close()

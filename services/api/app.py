@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal, cast
 
 import msgspec
 import redis.asyncio
@@ -14,6 +14,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromQuery
 from litestar.plugins.prometheus import PrometheusController
 
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
@@ -37,7 +38,7 @@ from services.api.common import Principal, authenticate, in_thread, runtime_of
 from services.api.errors import HANDLERS
 from services.api.metrics import register_collector, request_metrics
 from services.api.openapi import document
-from services.api.report_routes import QuotaStatus, quota_status
+from services.api.report_routes import QuotaStatus, _as_csv, _csv, quota_status, quotas_csv
 from services.config import Settings
 from services.permissions import Action
 from services.registry import Authoriser
@@ -49,9 +50,12 @@ MAX_BODY_BYTES = 256 * 1024  # PRODUCT.md §7: larger bodies are refused
 @get(
     "/v1/projects/{project_id:str}/outcome-counts",
     summary="Outcome selections per outcome in a project",
+    description="Every selection so far (all time), per outcome. `format=csv` gives them as CSV.",
     operation_id="getOutcomeCounts",
 )
-async def get_outcome_counts(project_id: str, principal: Principal, state: State) -> bodies.OutcomeCounts:
+async def get_outcome_counts(
+    project_id: str, principal: Principal, state: State, format: FromQuery[Literal["json", "csv"]] = "json"
+) -> Response[bodies.OutcomeCounts]:
     principal.require(Action.READ_REPORTS)
     runtime = runtime_of(state)
     ledger = await in_thread(runtime.ledger, principal.tenant_id)
@@ -64,13 +68,26 @@ async def get_outcome_counts(project_id: str, principal: Principal, state: State
         return counts, int(position) if position is not None else 0  # type: ignore[arg-type]
 
     counts, position = await in_thread(read)
-    return bodies.OutcomeCounts(project_id=project_id, counts=counts, position=position)
+    if format == "csv":
+        lines = ([code, n] for code, n in sorted(counts.items()))
+        return cast(Response[bodies.OutcomeCounts], _as_csv(_csv(("outcome_code", "count"), lines)))
+    return Response(bodies.OutcomeCounts(project_id=project_id, counts=counts, position=position))
 
 
-@get("/v1/projects/{project_id:str}/quotas", summary="Quota status per outcome in a project", operation_id="getQuotas")
-async def get_quotas(project_id: str, principal: Principal, state: State) -> list[QuotaStatus]:
+@get(
+    "/v1/projects/{project_id:str}/quotas",
+    summary="Quota status per outcome in a project",
+    description="Each quota, the selections so far and when it was reached. `format=csv` gives them as CSV.",
+    operation_id="getQuotas",
+)
+async def get_quotas(
+    project_id: str, principal: Principal, state: State, format: FromQuery[Literal["json", "csv"]] = "json"
+) -> Response[list[QuotaStatus]]:
     principal.require(Action.READ_REPORTS)
-    return await in_thread(quota_status, runtime_of(state), principal.tenant_id, project_id)
+    found = await in_thread(quota_status, runtime_of(state), principal.tenant_id, project_id)
+    if format == "csv":
+        return cast(Response[list[QuotaStatus]], _as_csv(quotas_csv(found)))
+    return Response(found)
 
 
 @get("/schema/asyncapi.json", include_in_schema=False, media_type="application/json")

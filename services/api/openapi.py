@@ -280,6 +280,8 @@ def document(openapi: OpenAPI) -> OpenAPI:
         "getAlerts",
         "getDefinitionComparison",
         "getFollowUpSla",
+        "getQuotas",
+        "getOutcomeCounts",
     ):
         if (op := operations.get(report)) is None:
             continue

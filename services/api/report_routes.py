@@ -60,6 +60,11 @@ def quota_status(runtime: Runtime, tenant: str, project_id: str) -> list[QuotaSt
     ]
 
 
+def quotas_csv(quotas: list[QuotaStatus]) -> str:
+    """The quota status as CSV (``reached_at`` empty while not reached)."""
+    return _csv(QUOTA_COLUMNS, ([q.outcome_code, q.quota, q.selections, _blank(q.reached_at)] for q in quotas))
+
+
 class OutcomeMixReport(msgspec.Struct, frozen=True, kw_only=True):
     interaction: Kind
     group_by: GroupBy
@@ -146,8 +151,7 @@ async def get_outcome_mix(
     if format == "csv" and table == "quotas":
         if quotas is None:
             raise BadRequest("table=quotas needs a project")
-        lines = ([q.outcome_code, q.quota, q.selections, _blank(q.reached_at)] for q in quotas)
-        return cast(Response[OutcomeMixReport], _as_csv(_csv(QUOTA_COLUMNS, lines)))
+        return cast(Response[OutcomeMixReport], _as_csv(quotas_csv(quotas)))
     if format == "csv":
         # documented as text/csv next to the JSON (services/api/openapi.py); typed as the JSON
         # answer so the document keeps the report's schema
