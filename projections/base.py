@@ -1,6 +1,7 @@
 """What every read model shares: catch up from the log, commit view and position together.
 
-A view reads the shard log from its own tracking position (``XRANGE`` in batches),
+A view reads the shard log from its own tracking position in batches (archive then Redis,
+``events.archive.read_log``),
 turns events into hash increments with a pure function, and applies them with one
 script that also moves the position -- only if the position is still the one it read.
 A view that needs state to attribute later events (a stateful view, e.g. the outcome
@@ -26,9 +27,10 @@ from typing import cast
 import msgspec
 import redis
 
+from events.archive import read_log
 from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import StreamEntries
 
 #: (hash key, field, increment)
 Increment = tuple[str, str, int]
@@ -101,8 +103,7 @@ class View:
             position = self.position()
             if until is not None and position >= until:
                 return applied
-            hi = f"{until}-0" if until is not None else "+"
-            entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", hi, self.batch_size)
+            entries: StreamEntries = read_log(self.client, self.keys, position, until, self.batch_size)
             if not entries:
                 return applied
             events = [

@@ -22,9 +22,9 @@ from typing import TextIO, cast
 
 import redis
 
+from events.archive import read_log
 from events.codec import StructMapper
 from events.keys import ShardKeys
-from events.store import xrange
 from projections.base import View, delete_keys, generation
 from projections.models import names, read_models
 
@@ -254,7 +254,7 @@ class Replayer:
             self.report.start(label, self.head() - first)
         while True:
             low = min(positions.values())
-            entries = xrange(self.client, self.keys.log, f"({low}-0", "+", self.batch_size)
+            entries = read_log(self.client, self.keys, low, None, self.batch_size)
             if not entries:
                 break
             last = int(entries[-1][0].split(b"-")[0])
