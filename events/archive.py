@@ -205,6 +205,13 @@ def _segment_entries(root: str, file: str, digest: str) -> StreamEntries:
     return entries_of(pq.read_table(pa.BufferReader(data)))
 
 
+@lru_cache(maxsize=8)
+def _manifest(url: str, prefix: str, shard: str, through: int) -> Manifest:
+    """The manifest as it was when Redis's ``through`` was set: segments are only ever
+    appended, so one read serves every batch of a walk (callers do not change it)."""
+    return read_manifest(url, ShardKeys(shard, prefix))
+
+
 # -- reading archive then Redis ----------------------------------------------------------------------------
 
 
@@ -227,7 +234,7 @@ class Archive:
     @property
     def manifest(self) -> Manifest:
         if self._manifest is None:
-            self._manifest = read_manifest(self.url, self.keys)
+            self._manifest = _manifest(self.url, self.keys.base_prefix, self.keys.shard, self.through)
             if self._manifest.through < self.through:
                 raise ArchiveError(
                     f"Redis says the log is archived through {self.through}, "
@@ -252,7 +259,7 @@ class Archive:
             # a segment's rows are its positions first..last in order (the archiver writes them so)
             lo = max(after + 1, segment.first) - segment.first
             stop = min(hi, segment.last) - segment.first + 1
-            found.extend(self.entries(segment)[lo:stop][: count - len(found)])
+            found.extend(self.entries(segment)[lo : min(stop, lo + count - len(found))])
             if len(found) >= count:
                 break
         return found
