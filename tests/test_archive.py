@@ -15,11 +15,13 @@ from typing import Any
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
 from events.archive import Archive, log_entries, read_manifest
 from projections.replay import Replayer
 from services.archive import Archiver, last_before, segment_ranges
 from services.checkpoints import generate_key
+from services.cli import main
 from services.export import Exporter, ndjson
 from services.rules import Context
 from services.rules import interactions as rules
@@ -211,3 +213,21 @@ def test_auditors_query_the_archive_with_duckdb_as_the_readme_shows(world: World
     assert set(archived) <= set(counted)
     manifest = json.loads((Path(archive) / "manifest.json").read_text())
     assert [s["count"] for s in manifest["segments"]] == [25, 25, 20]
+
+
+def test_the_cli_archives_a_shard_and_refuses_an_ambiguous_window(world: World, redis_url: str) -> None:
+    world.calls_with_outcomes(5)
+    world.checkpoint(every_events=10)
+    env = {
+        "REDIS_URL": redis_url,
+        "REDIS_SHARD": world.keys.shard,
+        "REDIS_KEY_PREFIX": world.keys.base_prefix,
+        "OUTCOMES_ARCHIVE_URL": world.url,
+    }
+    runner = CliRunner()
+    done = runner.invoke(main, ["archive", "--before-position", "21", "--segment-size", "10"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "archived through 20" in done.output and "log-000000000011-000000000020.parquet" in done.output
+    assert first_redis_position(world) == 21
+    both = runner.invoke(main, ["archive", "--before-position", "21", "--hot-days", "1"], env=env)
+    assert both.exit_code == 2 and "exactly one of --hot-days and --before-position" in both.output
