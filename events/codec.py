@@ -130,6 +130,19 @@ def _body_decoder(cls: type[DomainEvent]) -> msgspec.msgpack.Decoder[Any]:
 _dict_decoder = msgspec.msgpack.Decoder(dict[str, Any])
 
 
+class _Recorded(msgspec.Struct):
+    recorded_at: datetime
+
+
+_recorded_decoder = msgspec.msgpack.Decoder(_Recorded)
+
+
+def recorded_at(state: bytes) -> datetime:
+    """When a stored event was recorded, read from its state without decoding the rest
+    (every schema version of every type has the field: it is on ``DomainEvent``)."""
+    return _recorded_decoder.decode(_envelope_decoder.decode(state).body).recorded_at
+
+
 def upcast(name: str, version: int, body: dict[str, Any]) -> dict[str, Any]:
     """Bring a stored body up to the registered version, one step at a time."""
     target = resolve(name).type_version

@@ -58,6 +58,12 @@ class ShardKeys:
         #: hash: view name -> its current generation (absent: the first, unnumbered one);
         #: "<view>~next" -> the generation a replay is building; "<view>~seq" -> last one numbered
         self.view_generations = self.prefix + "views"
+        #: hash: through = the last log position moved to the archive tier, url = where the
+        #: archive lives (events/archive.py); absent: nothing archived
+        self.archived = self.prefix + "archived"
+        #: hash: originator id -> "<notification id> <hash>" of an aggregate's newest event
+        #: once that event is archived (the append script chains the next event to it)
+        self.archived_heads = self.prefix + "archived-heads"
         #: the view generations these names resolve to (``projections.base.current``)
         self.generations: Mapping[str, str] = dict(generations or {})
 

@@ -313,8 +313,21 @@ def xrange(client: redis.Redis, key: str, lo: str, hi: str, count: int | None, *
     return cast(StreamEntries, client.xrange(key, lo, hi, count=count))
 
 
-def _stored_events(originator_id: UUID | str, flat: list[Any]) -> list[StoredEvent]:
-    """The select script's flat reply (version, topic, state, ...) as stored events."""
+def _stored_events(
+    client: redis.Redis, keys: ShardKeys, originator_id: UUID | str, flat: list[Any]
+) -> list[StoredEvent]:
+    """The select script's flat reply (version, topic, state, ...) as stored events; an
+    event no longer in the log (topic nil, state = its position) is read from the archive."""
+    archived = [i for i in range(0, len(flat), 3) if flat[i + 1] is None]
+    if archived:
+        from events.archive import entries_at  # here: events.archive builds on this module
+
+        found = entries_at(client, keys, [int(flat[i + 2]) for i in archived])
+        for i in archived:
+            fields = found.get(int(flat[i + 2]))
+            if fields is None:
+                raise PersistenceError(f"log entry {int(flat[i + 2])} of {originator_id} is missing")
+            flat[i + 1], flat[i + 2] = fields[b"t"], fields[b"s"]
     return [
         StoredEvent(
             originator_id=originator_id,
@@ -494,7 +507,7 @@ class RedisApplicationRecorder(ApplicationRecorder):
     ) -> Sequence[StoredEvent]:
         ahead: dict[tuple[UUID | str, int | None], list[Any]] | None = getattr(self._ahead, "events", None)
         if ahead and lte is None and not desc and not limit and (originator_id, gt) in ahead:
-            return _stored_events(originator_id, ahead.pop((originator_id, gt)))
+            return _stored_events(self.conn.client, self.keys, originator_id, ahead.pop((originator_id, gt)))
         lo, hi = _bounds(gt, lte)
         try:
             flat = self.conn.select(
@@ -503,7 +516,7 @@ class RedisApplicationRecorder(ApplicationRecorder):
             )
         except redis.ResponseError as error:
             raise _script_error(error) from error
-        return _stored_events(originator_id, flat)
+        return _stored_events(self.conn.client, self.keys, originator_id, flat)
 
     @contextmanager
     def reading(self, wanted: Sequence[tuple[UUID, int | None]]) -> Iterator[None]:

@@ -1,6 +1,7 @@
 """What every read model shares: catch up from the log, commit view and position together.
 
-A view reads the shard log from its own tracking position (``XRANGE`` in batches),
+A view reads the shard log from its own tracking position in batches (archive then Redis,
+``events.archive.read_log``),
 turns events into hash increments with a pure function, and applies them with one
 script that also moves the position -- only if the position is still the one it read.
 A view that needs state to attribute later events (a stateful view, e.g. the outcome
@@ -28,9 +29,10 @@ from typing import cast
 import msgspec
 import redis
 
+from events.archive import read_log
 from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import StreamEntries
 
 #: (hash key, field, increment)
 Increment = tuple[str, str, int]
@@ -88,8 +90,8 @@ def read_batch(view: View, position: int, until: int | None, topics: frozenset[b
     """Up to the view's batch size of entries after ``position`` (and up to ``until``),
     decoding only the ``topics`` (None: all); None at the end. Personal fields stay sealed:
     no read model shows them, and no subject key is read."""
-    hi = f"{until}-0" if until is not None else "+"
-    entries: StreamEntries = xrange(view.client, view.keys.log, f"{position + 1}-0", hi, view.batch_size)
+    # archive then Redis (events/archive.py): what XRANGE gave before the archive run
+    entries: StreamEntries = read_log(view.client, view.keys, position, until, view.batch_size)
     if not entries:
         return None
     ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in entries]

@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from events.archive import read_log
 from events.chain import ZERO, link_hash
 from events.keys import ShardKeys
 from events.store import xrange
@@ -253,7 +254,7 @@ class Checkpointer:
             cursor = _Cursor(last.position, last.chain, last.count) if last else _Cursor(0, ZERO, 0)
         written: list[Checkpoint] = []
         while True:
-            entries = xrange(self.client, self.keys.log, f"({cursor.position}-0", "+", self.batch)
+            entries = read_log(self.client, self.keys, cursor.position, None, self.batch)
             for entry_id, fields in entries:
                 position = int(entry_id.split(b"-")[0])
                 chain = fields.get(b"c", b"").decode()

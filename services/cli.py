@@ -420,6 +420,35 @@ def export_history(tenant_id: str, kind: str, external_id: str | None, after: in
     _export(tenant_id, lambda exporter: exporter.history(kind, check_aggregate(kind, external_id), after, limit))
 
 
+@main.command()
+@click.option("--shard", default=None, help="Shard to archive (default: REDIS_SHARD or s00).")
+@click.option("--hot-days", default=None, type=click.FloatRange(0), help="Keep events of the last N days in Redis.")
+@click.option("--before-position", default=None, type=click.IntRange(1), help="Archive only positions before this one.")
+@click.option("--url", default=None, help="Archive URL (default: OUTCOMES_ARCHIVE_URL or ./archive).")
+@click.option("--segment-size", default=100_000, show_default=True, type=click.IntRange(1), help="Events per file.")
+def archive(
+    shard: str | None, hot_days: float | None, before_position: int | None, url: str | None, segment_size: int
+) -> None:
+    """Move sealed log segments older than the hot window from Redis to Parquet files
+    (docs/archive.md). Rerun after a crash: it completes what was under way."""
+    from events.archive import ArchiveError
+    from events.keys import ShardKeys
+    from services.archive import Archiver, describe
+
+    if (hot_days is None) == (before_position is None):
+        raise click.UsageError("give exactly one of --hot-days and --before-position")
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = ShardKeys(shard or settings.shard, settings.key_prefix)
+    try:
+        run = Archiver(client, keys, url or settings.archive_url, segment_size).run(before_position, hot_days)
+    except ArchiveError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        client.close()
+    click.echo(describe(run))
+
+
 # tamper evidence (docs/audit.md): its own module
 main.add_command(verify_command)
 main.add_command(checkpoint)

@@ -28,6 +28,9 @@ class Settings:
     checkpoint_every_events: int = 1000
     #: ... and at the newest event once this many seconds passed since the last one
     checkpoint_every_seconds: float = 60.0
+    #: where ``outcomes archive`` writes sealed log segments: a directory or an fsspec URL
+    #: (docs/archive.md); readers find it through Redis, not through this setting
+    archive_url: str = "archive"
 
     @staticmethod
     def from_env() -> Settings:
@@ -44,6 +47,7 @@ class Settings:
             ),
             checkpoint_every_events=int(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_EVENTS", "1000")),
             checkpoint_every_seconds=float(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_SECONDS", "60")),
+            archive_url=os.environ.get("OUTCOMES_ARCHIVE_URL") or "archive",
         )
 
     def ledger_env(self) -> dict[str, str]:

@@ -35,9 +35,10 @@ from uuid import UUID
 import msgspec
 import redis
 
+from events.archive import entries_at, log_entries
 from events.codec import ERASED, DomainEvent, StructMapper, registered_types, stored_body
 from events.keys import IngestKeys, ShardKeys, decode_originator_id, subject_key
-from events.store import RedisFactory, StreamEntries, xrange
+from events.store import RedisFactory, xrange
 from events.types import CallStarted, ConversationStarted, MessageRecorded
 from services.dialing import STREAM as CONTACT_LIST_STREAM
 from services.errors import NotFound
@@ -124,28 +125,21 @@ def footprint(ledger: Ledger, tenant_id: str, contact_id: str) -> Footprint:
     keys, client = _keys(ledger), _client(ledger)
     found = Footprint(contact_id, ids={contact_id})
     wanted, tenant = _contact_types(), tenant_id.encode()
-    position = "-"
-    while entries := xrange(client, keys.log, position, "+", BATCH):
-        for _eid, f in entries:
-            if (
-                f[b"n"] == tenant
-                and f[b"t"] in wanted
-                and stored_body(f[b"t"].decode(), f[b"s"]).get("contact_id") == contact_id
-            ):
-                found.aggregates.add(f[b"o"].decode())
-        position = "(" + entries[-1][0].decode()
+    for _eid, f in log_entries(client, keys, count=BATCH):  # archive then Redis
+        if (
+            f.get(b"n") == tenant
+            and f[b"t"] in wanted
+            and stored_body(f[b"t"].decode(), f[b"s"]).get("contact_id") == contact_id
+        ):
+            found.aggregates.add(f[b"o"].decode())
     pipe = client.pipeline(transaction=False)
     for aggregate in sorted(found.aggregates):
         pipe.zrange(keys.aggregate_index(decode_originator_id(aggregate)), 0, -1)
     for members in cast(list[list[bytes]], pipe.execute()):
         found.nids |= {int(m) for m in members}
     mapper = cast(StructMapper, ledger.mapper)
-    pipe = client.pipeline(transaction=False)
-    for nid in sorted(found.nids):
-        pipe.xrange(keys.log, f"{nid}-0", f"{nid}-0")
-    for entries in cast(list[StreamEntries], pipe.execute()):
-        for _eid, f in entries:
-            found.add_event(mapper.decode(f[b"t"].decode(), f[b"s"]))
+    for f in entries_at(client, keys, sorted(found.nids)).values():
+        found.add_event(mapper.decode(f[b"t"].decode(), f[b"s"]))
     found.ids |= found.calls | found.conversations | {str(decode_originator_id(a)) for a in found.aggregates}
     return found
 

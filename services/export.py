@@ -19,15 +19,17 @@ so an erased subject is never shown in clear. Signing secrets are never exported
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, cast, get_args
 
 import msgspec
 import redis
 
+from events.archive import Archive, entries_at
 from events.codec import ERASED, DomainEvent, StructMapper, SubjectKeys
 from events.keys import ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import xrange
 from services.errors import BadRequest, NotFound
 from services.interactions import aggregate_id
 
@@ -132,12 +134,9 @@ class Exporter:
         self.mapper = StructMapper(keys=SubjectKeys(client, keys.base_prefix))
 
     def entries(self, positions: Sequence[int]) -> list[tuple[int, dict[bytes, bytes]]]:
-        """The log entries at these positions, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        for n in positions:
-            pipe.xrange(self.keys.log, f"{n}-0", f"{n}-0")
-        found = cast(list[StreamEntries], pipe.execute())
-        return [(n, entries[0][1]) for n, entries in zip(positions, found, strict=True) if entries]
+        """The log entries at these positions (archive then Redis, one round trip for Redis)."""
+        found = entries_at(self.client, self.keys, positions)
+        return [(n, found[n]) for n in positions if n in found]
 
     def _lines(self, positions: Sequence[int]) -> list[ExportedEvent]:
         return [line(n, fields, self.mapper) for n, fields in self.entries(positions)]
@@ -160,10 +159,16 @@ class Exporter:
     def log(self, after: int = 0, limit: int | None = None) -> Iterator[ExportedEvent]:
         """The tenant's events after log position ``after``, in log order."""
         index = self.keys.tenant_index(self.tenant)
+        archive = Archive.of(self.client, self.keys)
+        archived = archive.tenant_entries(self.tenant, after) if archive else iter(())
 
         def positions(after: int, count: int) -> list[tuple[int, int]]:
-            found = xrange(self.client, index, f"({after}-0", "+", count)
-            return [(n, n) for n in (int(entry_id.split(b"-")[0]) for entry_id, _ in found)]
+            # the tenant's archived positions first (the archive's tenant column), then its index
+            found = [n for n, _ in itertools.islice(archived, count)]
+            if not found:
+                entries = xrange(self.client, index, f"({max(after, archive.through if archive else 0)}-0", "+", count)
+                found = [int(entry_id.split(b"-")[0]) for entry_id, _ in entries]
+            return [(n, n) for n in found]
 
         return self._paged(positions, after, limit)
 

@@ -1,7 +1,8 @@
 """``outcomes verify``: walk a shard's log, its hash chains, indexes and signed checkpoints
 and name the first event that was edited, removed, reordered or cut off (docs/audit.md).
 
-The walk streams the log in batches (``XRANGE … COUNT``) and keeps, per aggregate, its
+The walk streams the log in batches (archive then Redis: ``events.archive.read_log``; the
+archive's files are first checked against its manifest's sha256) and keeps, per aggregate, its
 newest version and hash, and per tenant a cursor on the tenant's index stream, so memory
 grows with the number of aggregates, not of events.
 
@@ -33,12 +34,13 @@ from typing import Any, cast
 import msgspec
 import redis
 
+from events.archive import Archive, ArchiveError, read_log, read_segment_bytes, sha256
 from events.chain import ZERO, event_hash, link_hash
 from events.keys import RegistryKeys, ShardKeys
 from events.store import StreamEntries, xrange
 from services.checkpoints import Checkpoint, KeyRing, read_checkpoints
 
-EDITED, REMOVED, REORDERED, TRUNCATED, INDEX, CHECKPOINT, REWRITTEN = (
+EDITED, REMOVED, REORDERED, TRUNCATED, INDEX, CHECKPOINT, REWRITTEN, ARCHIVE = (
     "edited",
     "removed",
     "reordered",
@@ -46,6 +48,7 @@ EDITED, REMOVED, REORDERED, TRUNCATED, INDEX, CHECKPOINT, REWRITTEN = (
     "index",
     "checkpoint",
     "rewritten",
+    "archive",
 )
 
 
@@ -186,6 +189,7 @@ class ShardVerifier:
         self.rewritten = False  # a consistent rewrite was reported
         self.previous_anchor = 0  # position of the checkpoint before the next one
         self.signed_through = 0  # position of the newest checkpoint the log matches
+        self.archived_through = 0  # positions up to here are read from the archive tier
 
     # -- problems ------------------------------------------------------------------------
     def _report(self, problem: Problem) -> Problem:
@@ -243,18 +247,19 @@ class ShardVerifier:
         started = time.monotonic()
         stored_checkpoints, anchors = self._anchors()
         ends = self._snapshot()  # after the checkpoints: none of them lies beyond it
-        until = f"{max(ends.head or 0, ends.generated)}-0"
+        until = max(ends.head or 0, ends.generated)
         pending = list(reversed(anchors))  # next one last
         expected = 1  # the next notification id
         last_good = True  # the previous entry had no problem: the link to it can be judged
         last_chain = ZERO
         events = 0
-        after = "-"
-        while True:
-            entries = xrange(self.client, self.keys.log, after, until, self.batch)
+        after = 0
+        archive_sound = self._archive()
+        while archive_sound:
+            entries = read_log(self.client, self.keys, after, until, self.batch)
             if not entries:
                 break
-            after = "(" + entries[-1][0].decode()
+            after = int(entries[-1][0].split(b"-")[0])
             scores = self._index_scores(entries)
             for (entry_id, fields), score in zip(entries, scores, strict=True):
                 position, _, seq = entry_id.decode().partition("-")
@@ -275,8 +280,9 @@ class ShardVerifier:
             if len(entries) < self.batch:
                 break
         last = expected - 1
-        self._ends(ends, last, last_chain, [a.position for a in pending])
-        self._indexes_complete(last)
+        if archive_sound:  # else the walk did not start: the archive problem is the finding
+            self._ends(ends, last, last_chain, [a.position for a in pending])
+            self._indexes_complete(last)
         self.problems.sort(key=lambda p: p.position)
         seconds = time.monotonic() - started
         signed_through = self.signed_through
@@ -293,6 +299,40 @@ class ShardVerifier:
             seconds=round(seconds, 3),
             events_per_second=round(events / seconds, 1) if seconds > 0 else 0.0,
         )
+
+    def _archive(self) -> bool:
+        """Check the archive tier: its segments run from position 1 to Redis's ``through``
+        without a gap, and each file is the one its manifest hashed. The walk then chains
+        across archive and Redis as if the log were one; False when it cannot be read."""
+        archive = Archive.of(self.client, self.keys)
+        if archive is None:
+            return True
+        self.archived_through = archive.through
+        try:
+            segments = list(archive.segments(0))
+        except (ArchiveError, OSError, msgspec.DecodeError) as error:
+            self._problem(1, ARCHIVE, f"the archive's manifest at {archive.url} cannot be read: {error}")
+            return False
+        sound = True
+        expected = 1
+        for segment in segments:
+            if segment.first != expected:
+                self._problem(expected, ARCHIVE, f"the archive lacks positions {expected}..{segment.first - 1}")
+                sound = False
+            expected = segment.last + 1
+            try:
+                digest = sha256(read_segment_bytes(archive.url, self.keys, segment))
+            except OSError as error:
+                digest = f"unreadable ({error})"
+            if digest != segment.sha256:
+                self._problem(
+                    segment.first, ARCHIVE, f"archive file {segment.file} is not the one its manifest hashed: {digest}"
+                )
+                sound = False
+        if expected <= archive.through:
+            self._problem(expected, ARCHIVE, f"the archive ends at {expected - 1}, Redis says {archive.through}")
+            sound = False
+        return sound
 
     def _checkpoints_at(self, nid: int, chain: str, events: int, pending: list[Checkpoint]) -> None:
         """Compare the log with the checkpoints signed at or before this position."""
@@ -384,9 +424,12 @@ class ShardVerifier:
         return len(found) == hi - lo + 1 and all(named)
 
     def _tenant_index(self, tenant: bytes, nid: int) -> list[str]:
+        if nid <= self.archived_through:
+            return []  # archived: the tenant is a column of the file its manifest hashed
         cursor = self.tenants.get(tenant)
         if cursor is None:
-            cursor = self.tenants[tenant] = _TenantCursor(self.keys.tenant_index(tenant.decode()))
+            after = f"({self.archived_through}-0" if self.archived_through else "-"
+            cursor = self.tenants[tenant] = _TenantCursor(self.keys.tenant_index(tenant.decode()), after=after)
         wrong = []
         while (listed := cursor.peek(self.client, self.batch)) is not None and listed < nid:
             cursor.buffer.pop()

@@ -37,9 +37,10 @@ import msgspec
 import redis
 from eventsourcing.persistence import IntegrityError, Tracking
 
+from events.archive import entries_at, read_log
 from events.codec import ERASED, DomainEvent, StructMapper, now
 from events.keys import ShardKeys, decode_originator_id
-from events.store import RedisFactory, StreamEntries, xrange
+from events.store import RedisFactory, StreamEntries
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
 from services.ledger import Ledger
@@ -111,7 +112,7 @@ class LogFollower:
     def run_once(self) -> int:
         """Handle the next batch of log entries; returns how many entries it covered."""
         position = self.position()
-        entries: StreamEntries = xrange(self.client, self.keys.log, f"{position + 1}-0", "+", self.batch_size)
+        entries: StreamEntries = read_log(self.client, self.keys, position, None, self.batch_size)
         if not entries:
             return 0
         wanted = self.select(entries)
@@ -446,7 +447,7 @@ def requeue(settings: Settings, gateway: Gateway, entry_id: str) -> DeadLetter:
     try:
         letter = dead_letter(client, keys, entry_id)
         worker = follower(letter.worker, settings, gateway)
-        (_, fields), *_ = cast(StreamEntries, client.xrange(keys.log, f"{letter.nid}-0", f"{letter.nid}-0"))
+        fields = entries_at(client, keys, [letter.nid])[letter.nid]  # archived or not
         tenant, events = worker.decide_entry(fields)
         if events:
             with contextlib.suppress(IntegrityError):  # done meanwhile

@@ -45,11 +45,17 @@ local function agg_head(oid)
     local hash = ZERO
     local entry = redis.call("XRANGE", log, top[1] .. "-0", top[1] .. "-0")
     if #entry == 0 then
-      error("log entry " .. top[1] .. " of " .. oid .. " is missing")
-    end
-    local f = entry[1][2]
-    for i = 1, #f, 2 do
-      if f[i] == "h" then hash = f[i + 1] end
+      -- moved to the archive tier: the archiver left its hash here (services/archive.py)
+      local archived = redis.call("HGET", p .. "archived-heads", oid)
+      if not archived or string.sub(archived, 1, #top[1] + 1) ~= top[1] .. " " then
+        error("log entry " .. top[1] .. " of " .. oid .. " is missing")
+      end
+      hash = string.sub(archived, #top[1] + 2)
+    else
+      local f = entry[1][2]
+      for i = 1, #f, 2 do
+        if f[i] == "h" then hash = f[i + 1] end
+      end
     end
     result = {tonumber(top[2]), hash}
     tops[oid] = result[1]

@@ -2,7 +2,8 @@
 -- KEYS[1] the shard's log stream; KEYS[2] the aggregate's index (zset: score = version,
 -- member = notification id).
 -- ARGV: min score, max score (ZRANGEBYSCORE syntax), "asc" | "desc", limit (0 = none)
--- Returns a flat array: version, topic, state, version, topic, state, ...
+-- Returns a flat array: version, topic, state, version, topic, state, ...; an entry not in
+-- the log (archived) comes as version, false, notification id
 local log, index = KEYS[1], KEYS[2]
 local lo, hi, order, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local nids
@@ -22,13 +23,15 @@ end
 local out = {}
 for i = 1, #nids, 2 do
   local entry = redis.call("XRANGE", log, nids[i] .. "-0", nids[i] .. "-0")
-  if #entry == 0 then
-    return redis.error_reply("MISSING log entry " .. nids[i] .. " of " .. index)
-  end
-  local f = entry[1][2]
   local topic, state
-  for j = 1, #f, 2 do
-    if f[j] == "t" then topic = f[j + 1] elseif f[j] == "s" then state = f[j + 1] end
+  if #entry == 0 then
+    -- archived (or missing): the caller reads this position from the archive tier
+    topic, state = false, nids[i]
+  else
+    local f = entry[1][2]
+    for j = 1, #f, 2 do
+      if f[j] == "t" then topic = f[j + 1] elseif f[j] == "s" then state = f[j + 1] end
+    end
   end
   out[#out + 1] = nids[i + 1]
   out[#out + 1] = topic
