@@ -69,15 +69,26 @@ class Batch:
     ids: list[int]
     #: (notification id, event) of the entries of the types asked for
     decoded: list[tuple[int, DomainEvent]]
+    #: the stored type name of each decoded entry (what a view's ``topics`` name), in order
+    types: list[bytes] = field(default_factory=list)
+    #: the notification id of each decoded entry, in order (where ``after`` bisects)
+    positions: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.positions = [n for n, _ in self.decoded]
 
     @property
     def last(self) -> int:
         return self.ids[-1]
 
-    def after(self, position: int) -> list[DomainEvent]:
-        """The decoded events after ``position``."""
-        first = bisect_right([n for n, _ in self.decoded], position)
-        return [event for _, event in self.decoded[first:]]
+    def after(self, position: int, topics: frozenset[bytes] | None = None) -> list[DomainEvent]:
+        """The decoded events after ``position`` (of the ``topics`` only, if given): every
+        view of a batch filters it, so by the type name read with the entry, not per event."""
+        first = bisect_right(self.positions, position)
+        if topics is None:
+            return [event for _, event in self.decoded[first:]]
+        kept = zip(self.types[first:], self.decoded[first:], strict=True)
+        return [event for name, (_, event) in kept if name in topics]
 
     def count_after(self, position: int) -> int:
         """How many entries (decoded or not) lie after ``position``."""
@@ -93,12 +104,14 @@ def read_batch(view: View, position: int, until: int | None, topics: frozenset[b
     if not entries:
         return None
     ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in entries]
-    decoded = [
-        (n, view.mapper.decode(fields[b"t"].decode(), fields[b"s"], unseal=False))
+    kept = [
+        (n, fields[b"t"], fields[b"s"])
         for n, (_, fields) in zip(ids, entries, strict=True)
         if topics is None or fields[b"t"] in topics
     ]
-    return Batch(ids, decoded)
+    decode = view.mapper.decode
+    decoded = [(n, decode(name.decode(), state, unseal=False)) for n, name, state in kept]
+    return Batch(ids, decoded, [name for _, name, _ in kept])
 
 
 def catch_up_together(
@@ -203,7 +216,7 @@ class View:
     def apply(self, position: int, batch: Batch, observe: Callable[[DomainEvent], None] | None = None) -> bool:
         """Commit the batch's events after ``position`` (those the view reads); whether it was
         applied. ``observe`` sees each applied event (after the commit)."""
-        events = [e for e in batch.after(position) if self.reads(e)]
+        events = batch.after(position, self.topics)
         done = self.commit(position, batch.last, events)
         if done == -1:
             self.resolve()  # switched over by a replay: go on in the new generation
@@ -212,10 +225,6 @@ class View:
         for event in events if observe else ():
             observe(event)  # type: ignore[misc]
         return True
-
-    def reads(self, event: DomainEvent) -> bool:
-        """Whether the view reads events of this type (``topics``)."""
-        return self.topics is None or type(event).type_name.encode() in self.topics
 
     def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
         """Apply the events of the log after ``position`` up to ``last`` (those the view reads)
