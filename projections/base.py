@@ -51,14 +51,37 @@ class Changes:
     scores: list[Score] = field(default_factory=list)
 
 
-def _increments(increments: list[Increment]) -> list[Increment]:
+def _increments(increments: list[Increment]) -> list[list[str | int]]:
     """Summed per (key, field) first: a batch moves many interactions through the same
     counters, and one HINCRBY of the sum leaves the same hash (a zero sum is no write: the
-    script removes a field that reaches 0 either way)."""
+    script removes a field that reaches 0 either way); then grouped per key for the script,
+    ``[key, field, n, field, n, ...]``."""
     summed: dict[tuple[str, str], int] = defaultdict(int)
     for key, name, n in increments:
         summed[(key, name)] += n
-    return [(key, name, n) for (key, name), n in summed.items() if n]
+    out: dict[str, list[str | int]] = {}
+    for (key, name), n in summed.items():
+        if n:
+            out.setdefault(key, [key]).extend((name, n))
+    return list(out.values())
+
+
+def _last_writes(writes: list[Assignment] | list[Score], value_first: bool) -> tuple[list[list[str]], list[list[str]]]:
+    """Hash or sorted-set writes as the script takes them, grouped per key: the sets
+    (``[key, field, value, ...]``, or ``[key, score, member, ...]`` when ``value_first``)
+    and the removals (``[key, field, ...]``). Only the last write of each (key, field)
+    counts: applied in order, the earlier ones would be overwritten anyway."""
+    last: dict[tuple[str, str], str | None] = {}
+    for key, name, value in writes:
+        last[(key, name)] = value  # each (key, field) once: their order no longer matters
+    sets: dict[str, list[str]] = {}
+    removals: dict[str, list[str]] = {}
+    for (key, name), value in last.items():
+        if value is None:
+            removals.setdefault(key, [key]).append(name)
+        else:
+            sets.setdefault(key, [key]).extend((value, name) if value_first else (name, value))
+    return list(sets.values()), list(removals.values())
 
 
 @dataclass
@@ -235,13 +258,15 @@ class View:
         return int(self._apply(keys=keys, args=self._args(position, last, changes)))
 
     def _args(self, position: int, last: int, changes: Changes) -> list[str | bytes]:
+        encode = msgspec.msgpack.encode
+        hset, hdel = _last_writes(changes.assignments, value_first=False)
+        zadd, zrem = _last_writes(changes.scores, value_first=True)
         args: list[str | bytes] = [
             self.keys.view_position(self.name),
             str(position),
             str(last),
-            msgspec.msgpack.encode(_increments(changes.increments)),
-            msgspec.msgpack.encode(changes.assignments),
-            msgspec.msgpack.encode(changes.scores),
+            encode(_increments(changes.increments)),
+            *(encode(writes) for writes in (hset, hdel, zadd, zrem)),
         ]
         if self.follow:
             args += [self.name, self.keys.generations.get(self.name, "")]
