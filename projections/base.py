@@ -53,14 +53,37 @@ class Changes:
     scores: list[Score] = field(default_factory=list)
 
 
-def _increments(increments: list[Increment]) -> list[Increment]:
+def _increments(increments: list[Increment]) -> list[list[str | int]]:
     """Summed per (key, field) first: a batch moves many interactions through the same
     counters, and one HINCRBY of the sum leaves the same hash (a zero sum is no write: the
-    script removes a field that reaches 0 either way)."""
+    script removes a field that reaches 0 either way); then grouped per key for the script,
+    ``[key, field, n, field, n, ...]``."""
     summed: dict[tuple[str, str], int] = defaultdict(int)
     for key, name, n in increments:
         summed[(key, name)] += n
-    return [(key, name, n) for (key, name), n in summed.items() if n]
+    out: dict[str, list[str | int]] = {}
+    for (key, name), n in summed.items():
+        if n:
+            out.setdefault(key, [key]).extend((name, n))
+    return list(out.values())
+
+
+def _last_writes(writes: list[Assignment] | list[Score], value_first: bool) -> tuple[list[list[str]], list[list[str]]]:
+    """Hash or sorted-set writes as the script takes them, grouped per key: the sets
+    (``[key, field, value, ...]``, or ``[key, score, member, ...]`` when ``value_first``)
+    and the removals (``[key, field, ...]``). Only the last write of each (key, field)
+    counts: applied in order, the earlier ones would be overwritten anyway."""
+    last: dict[tuple[str, str], str | None] = {}
+    for key, name, value in writes:
+        last[(key, name)] = value  # each (key, field) once: their order no longer matters
+    sets: dict[str, list[str]] = {}
+    removals: dict[str, list[str]] = {}
+    for (key, name), value in last.items():
+        if value is None:
+            removals.setdefault(key, [key]).append(name)
+        else:
+            sets.setdefault(key, [key]).extend((value, name) if value_first else (name, value))
+    return list(sets.values()), list(removals.values())
 
 
 @dataclass
@@ -71,15 +94,26 @@ class Batch:
     ids: list[int]
     #: (notification id, event) of the entries of the types asked for
     decoded: list[tuple[int, DomainEvent]]
+    #: the stored type name of each decoded entry (what a view's ``topics`` name), in order
+    types: list[bytes] = field(default_factory=list)
+    #: the notification id of each decoded entry, in order (where ``after`` bisects)
+    positions: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.positions = [n for n, _ in self.decoded]
 
     @property
     def last(self) -> int:
         return self.ids[-1]
 
-    def after(self, position: int) -> list[DomainEvent]:
-        """The decoded events after ``position``."""
-        first = bisect_right([n for n, _ in self.decoded], position)
-        return [event for _, event in self.decoded[first:]]
+    def after(self, position: int, topics: frozenset[bytes] | None = None) -> list[DomainEvent]:
+        """The decoded events after ``position`` (of the ``topics`` only, if given): every
+        view of a batch filters it, so by the type name read with the entry, not per event."""
+        first = bisect_right(self.positions, position)
+        if topics is None:
+            return [event for _, event in self.decoded[first:]]
+        kept = zip(self.types[first:], self.decoded[first:], strict=True)
+        return [event for name, (_, event) in kept if name in topics]
 
     def count_after(self, position: int) -> int:
         """How many entries (decoded or not) lie after ``position``."""
@@ -95,12 +129,14 @@ def read_batch(view: View, position: int, until: int | None, topics: frozenset[b
     if not entries:
         return None
     ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in entries]
-    decoded = [
-        (n, view.mapper.decode(fields[b"t"].decode(), fields[b"s"], unseal=False))
+    kept = [
+        (n, fields[b"t"], fields[b"s"])
         for n, (_, fields) in zip(ids, entries, strict=True)
         if topics is None or fields[b"t"] in topics
     ]
-    return Batch(ids, decoded)
+    decode = view.mapper.decode
+    decoded = [(n, decode(name.decode(), state, unseal=False)) for n, name, state in kept]
+    return Batch(ids, decoded, [name for _, name, _ in kept])
 
 
 def catch_up_together(
@@ -205,7 +241,7 @@ class View:
     def apply(self, position: int, batch: Batch, observe: Callable[[DomainEvent], None] | None = None) -> bool:
         """Commit the batch's events after ``position`` (those the view reads); whether it was
         applied. ``observe`` sees each applied event (after the commit)."""
-        events = [e for e in batch.after(position) if self.reads(e)]
+        events = batch.after(position, self.topics)
         done = self.commit(position, batch.last, events)
         if done == -1:
             self.resolve()  # switched over by a replay: go on in the new generation
@@ -214,10 +250,6 @@ class View:
         for event in events if observe else ():
             observe(event)  # type: ignore[misc]
         return True
-
-    def reads(self, event: DomainEvent) -> bool:
-        """Whether the view reads events of this type (``topics``)."""
-        return self.topics is None or type(event).type_name.encode() in self.topics
 
     def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
         """Apply the events of the log after ``position`` up to ``last`` (those the view reads)
@@ -228,13 +260,15 @@ class View:
         return int(self._apply(keys=keys, args=self._args(position, last, changes)))
 
     def _args(self, position: int, last: int, changes: Changes) -> list[str | bytes]:
+        encode = msgspec.msgpack.encode
+        hset, hdel = _last_writes(changes.assignments, value_first=False)
+        zadd, zrem = _last_writes(changes.scores, value_first=True)
         args: list[str | bytes] = [
             self.keys.view_position(self.name),
             str(position),
             str(last),
-            msgspec.msgpack.encode(_increments(changes.increments)),
-            msgspec.msgpack.encode(changes.assignments),
-            msgspec.msgpack.encode(changes.scores),
+            encode(_increments(changes.increments)),
+            *(encode(writes) for writes in (hset, hdel, zadd, zrem)),
         ]
         if self.follow:
             args += [self.name, self.keys.generations.get(self.name, "")]

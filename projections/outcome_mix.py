@@ -551,13 +551,19 @@ class OutcomeMixView(View):
         ]
         if not moved:
             return []
+        # one HMGET per hash (a batch moves many fields of the same few day hashes), not one
+        # HGET per field: the command count, not the bytes, is what costs here
+        by_key: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
+        for key, where, d in moved:
+            by_key[key].append((where, d))
         pipe = self.client.pipeline(transaction=False)
-        for key, where, _ in moved:
-            pipe.hget(key, where)
+        for key, fields_ in by_key.items():
+            pipe.hmget(key, [where for where, _ in fields_])
         out: list[Assignment] = []
-        for (key, where, d), raw in zip(moved, pipe.execute(), strict=True):
-            total = (Decimal(raw.decode()) if raw else Decimal(0)) + d
-            out.append((key, where, str(total) if total else None))
+        for (key, fields_), found in zip(by_key.items(), pipe.execute(), strict=True):
+            for (where, d), raw in zip(fields_, found, strict=True):
+                total = (Decimal(raw.decode()) if raw else Decimal(0)) + d
+                out.append((key, where, str(total) if total else None))
         return out
 
     def _tenant_writes(
