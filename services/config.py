@@ -28,6 +28,9 @@ class Settings:
     checkpoint_every_events: int = 1000
     #: ... and at the newest event once this many seconds passed since the last one
     checkpoint_every_seconds: float = 60.0
+    #: each partitioned action follower's work is split in this many parts by the log
+    #: entry's aggregate, each a unit with its own position and lease (workers/partitions.py)
+    action_partitions: int = 1
 
     @staticmethod
     def from_env() -> Settings:
@@ -44,6 +47,7 @@ class Settings:
             ),
             checkpoint_every_events=int(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_EVENTS", "1000")),
             checkpoint_every_seconds=float(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_SECONDS", "60")),
+            action_partitions=int(os.environ.get("OUTCOMES_ACTION_PARTITIONS", "1")),
         )
 
     def ledger_env(self) -> dict[str, str]:
