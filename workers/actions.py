@@ -19,7 +19,9 @@ one duplicate per SMS in flight at the kill (``LogFollower.in_flight``).
   the contact or its number was erased: docs/erasure.md).
 
 Each follower runs in one worker process at a time, the holder of its lease
-(workers/leases.py); several processes share the followers between them.
+(workers/leases.py); several processes share the followers between them. A partitioned
+follower's work is split by aggregate into units, each with its own position and lease
+(workers/partitions.py, ``OUTCOMES_ACTION_PARTITIONS``), so several processes share it too.
 """
 
 from __future__ import annotations
