@@ -290,9 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "-f", "speedscope", "-r", "50", "-s"]
             profiler = subprocess.Popen([*py_spy, "-o", str(args.profile.resolve()), "--pid", str(drainer.pid)])
         keys = [sms_key(c) for c in backlog_calls]
-        while not any(k in arrivals(log) for k in keys[:50]) and drainer.poll() is None:
+        while not (out := arrivals(log).keys() & set(keys)) and drainer.poll() is None:
             time.sleep(0.05)  # the first SMS out: the workers are up
-        first = (sum(1 for k in keys if k in arrivals(log)), cpu_snapshot(draining, redis_pid))
+        first = (len(out), cpu_snapshot(draining, redis_pid))
         got = wait_for(log, keys, 300)
         last = cpu_snapshot(draining, redis_pid)
         if profiler is not None:
