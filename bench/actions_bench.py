@@ -3,7 +3,7 @@ forwarder, in one run (issue "Follow-up action workers": p99 under 100 ms at 500
 selections/s).
 
     python -m bench.actions_bench [--rate 500] [--seconds 20] [--backlog 5000] [--split [--action-processes N]]
-                                  [--profile F]
+                                  [--partitions P] [--profile F]
 
 Everything real: a private redis-server with ``appendfsync always``, ``outcomes worker`` as
 its own process (all its followers running: SMS planner and sender, follow-ups, contact
@@ -16,7 +16,10 @@ another), and a local HTTP receiver process standing in for the SMS gateway
    ``--seconds`` (through the Ledger, in-process, 8 threads); latency = the receiver's
    arrival time - the moment the selection's write returned.
 2. Backlog: the worker stopped, ``--backlog`` selections written, the worker started;
-   actions per second = SMS delivered / (last arrival - first arrival).
+   actions per second = SMS delivered / (last arrival - first arrival). CPU time per SMS
+   over the same span (from the first arrival on, so no process start-up): the action
+   worker processes' (all of them, children included) and redis-server's, from /proc --
+   steadier than wall time on a shared machine; the projections process's apart.
 3. Baseline, the same pacing: the load writes one stream entry per "selection" and a
    minimal forwarder process (``bench/minimal_forwarder.py``) XREADs and POSTs each to the
    same receiver, recording nothing.
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.http_bench import machine
+from bench.reports_bench import cpu_seconds
 from events.embedded import EmbeddedRedis, free_port
 from events.types import OutcomeDefinition, ProjectSettings
 from services.config import Settings
@@ -173,6 +177,36 @@ def caught_up(runtime: Runtime) -> bool:
     return len(followers) >= 4 and min(followers) >= head
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live descendants (``worker --processes N``'s children)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        at = todo.pop()
+        try:
+            total += cpu_seconds(at)
+            for task in Path(f"/proc/{at}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+    return total
+
+
+def cpu_snapshot(workers: list[subprocess.Popen[bytes]], redis_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the action worker(s) (the first process's tree), the rest, Redis."""
+    return {
+        "actions": tree_cpu_seconds(workers[0].pid),
+        "projections": sum(tree_cpu_seconds(w.pid) for w in workers[1:]),
+        "redis": cpu_seconds(redis_pid),
+    }
+
+
+def cpu_per_sms(before: dict[str, float], after: dict[str, float], sms: int) -> dict[str, float]:
+    """Milliseconds of CPU per SMS between two snapshots, each process group apart."""
+    per = {f"{k}_ms": (after[k] - before[k]) * 1000 / max(sms, 1) for k in before}
+    per["actions_plus_redis_ms"] = per["actions_ms"] + per["redis_ms"]
+    return per
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.actions_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500)
@@ -187,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         "--action-processes", type=int, default=1, help="with --split: worker --role actions --processes N"
     )
     parser.add_argument(
+        "--partitions", type=int, default=1, help="OUTCOMES_ACTION_PARTITIONS: units per partitioned follower"
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the backlog's worker into this file (speedscope JSON)"
     )
     args = parser.parse_args(argv)
@@ -198,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     log = work / "arrivals.txt"
     env = {**os.environ, "REDIS_URL": server.url, "REDIS_SHARD": "s00", "REDIS_KEY_PREFIX": "ol"}
     env["OUTCOMES_SMS_GATEWAY"] = f"http://127.0.0.1:{port}/sms"
+    env["OUTCOMES_ACTION_PARTITIONS"] = str(args.partitions)
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(*cmd: str) -> subprocess.Popen[bytes]:
@@ -231,9 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         while not caught_up(runtime) and time.monotonic() < deadline:
             time.sleep(0.2)
         print(f"paced: {n} selections at {args.rate:.0f}/s ...", flush=True)
+        redis_pid = server.process.pid
+        before = cpu_snapshot(running, redis_pid)
         sent = paced(args.rate, paced_calls, lambda c: select(ledger, c))
         by_key = {sms_key(c): t for c, t in sent.items()}
         results["paced"] = latency(by_key, wait_for(log, list(by_key), 120))
+        # Redis's share here includes the selections' own writes (the load)
+        results["paced"]["cpu_per_sms"] = cpu_per_sms(before, cpu_snapshot(running, redis_pid), n)
 
         for worker in running:
             worker.send_signal(signal.SIGTERM)
@@ -241,13 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         backlog_calls = start_calls(ledger, "b", args.backlog)
         print(f"backlog: {args.backlog} selections, then the worker ...", flush=True)
         run_threads(8, [lambda c=c: select(ledger, c) for c in backlog_calls])  # type: ignore[misc]
-        drainer = workers()[0]  # the one with the action followers
+        draining = workers()
+        drainer = draining[0]  # the one with the action followers
         profiler = None
         if args.profile:  # py-spy (pip install py-spy) records the draining worker, all threads
             py_spy = [str(Path(sys.executable).parent / "py-spy"), "record", "-f", "speedscope", "-r", "50", "-s"]
             profiler = subprocess.Popen([*py_spy, "-o", str(args.profile.resolve()), "--pid", str(drainer.pid)])
         keys = [sms_key(c) for c in backlog_calls]
+        while not (out := arrivals(log).keys() & set(keys)) and drainer.poll() is None:
+            time.sleep(0.05)  # the first SMS out: the workers are up
+        first = (len(out), cpu_snapshot(draining, redis_pid))
         got = wait_for(log, keys, 300)
+        last = cpu_snapshot(draining, redis_pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # writes the profile
             profiler.wait(timeout=60)
@@ -256,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             "delivered": len(times),
             "of": len(keys),
             "actions_per_s": (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0,
+            "cpu_per_sms": cpu_per_sms(first[1], last, len(times) - first[0]),
         }
 
         print("baseline: the minimal forwarder, same pacing ...", flush=True)
@@ -284,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     b = results["backlog"]
     print(f"backlog drain: {b['delivered']}/{b['of']} SMS at {b['actions_per_s']:.0f} actions/s")
+    for name, r in (("paced", results["paced"]), ("drain", b)):
+        c = r["cpu_per_sms"]
+        print(
+            f"CPU per SMS, {name}: action worker(s) {c['actions_ms']:.2f} ms + Redis {c['redis_ms']:.2f} ms"
+            f" = {c['actions_plus_redis_ms']:.2f} ms; projections process {c['projections_ms']:.2f} ms"
+        )
     (work / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return 0
 

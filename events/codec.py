@@ -184,11 +184,24 @@ class SubjectKeys:
         #: (tenant, subject) -> (key, monotonic time it lapses)
         self._cache: dict[tuple[str, str], tuple[bytes, float]] = {}
 
+    def name(self, tenant: str, subject: str) -> str:
+        return subject_key(self.prefix, tenant, subject)
+
+    def cached(self, tenant: str, subject: str) -> bool:
+        """Whether this process holds the subject's key now (no round trip needed)."""
+        found = self._cache.get((tenant, subject))
+        return found is not None and found[1] > time.monotonic()
+
+    def prime(self, tenant: str, subject: str, key: bytes | None) -> None:
+        """Keep a key read ahead (in the round trip of the events it opens), as ``key_for`` would."""
+        if key is not None:
+            self._remember(tenant, subject, key)
+
     def key_for(self, tenant: str, subject: str, *, create: bool) -> bytes | None:
         cached = self._cache.get((tenant, subject))
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        name = subject_key(self.prefix, tenant, subject)
+        name = self.name(tenant, subject)
         if create:
             # SET NX then GET, in one round trip: two racing writers end up with the same key
             pipe = self.client.pipeline(transaction=False)
@@ -199,10 +212,13 @@ class SubjectKeys:
             key = self.client.get(name)
         if key is None:
             return None
+        return self._remember(tenant, subject, bytes(key))  # type: ignore[arg-type]
+
+    def _remember(self, tenant: str, subject: str, key: bytes) -> bytes:
         if len(self._cache) >= self.max_cached:
             self._cache.clear()  # rare; cheaper than tracking recency on every read
-        self._cache[(tenant, subject)] = (bytes(key), time.monotonic() + self.ttl)  # type: ignore[arg-type]
-        return bytes(key)  # type: ignore[arg-type]
+        self._cache[(tenant, subject)] = (key, time.monotonic() + self.ttl)
+        return key
 
     def destroy(self, tenant: str, subject: str) -> None:
         self.client.delete(subject_key(self.prefix, tenant, subject))

@@ -49,6 +49,9 @@ class ShardKeys:
         self.plain_prefix = self.prefix + "p:"
         #: sorted set of due timers (score = due time in ms)
         self.timers = self.prefix + "timers"
+        #: hash: action follower -> the number of partitions its positions are kept in
+        #: (workers/partitions.py; absent: one, under the follower's own name)
+        self.action_partitions = self.prefix + "action-partitions"
         #: stream: log entries a worker gave up on, with the reason (``outcomes dlq``)
         self.dead_letters = self.prefix + "dead-letters"
         #: hash: "<worker>:<notification id>" -> failed attempts so far

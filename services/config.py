@@ -31,6 +31,9 @@ class Settings:
     #: where ``outcomes archive`` writes sealed log segments: a directory or an fsspec URL
     #: (docs/archive.md); readers find it through Redis, not through this setting
     archive_url: str = "archive"
+    #: each partitioned action follower's work is split in this many parts by the log
+    #: entry's aggregate, each a unit with its own position and lease (workers/partitions.py)
+    action_partitions: int = 1
 
     @staticmethod
     def from_env() -> Settings:
@@ -48,6 +51,7 @@ class Settings:
             checkpoint_every_events=int(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_EVENTS", "1000")),
             checkpoint_every_seconds=float(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_SECONDS", "60")),
             archive_url=os.environ.get("OUTCOMES_ARCHIVE_URL") or "archive",
+            action_partitions=int(os.environ.get("OUTCOMES_ACTION_PARTITIONS", "1")),
         )
 
     def ledger_env(self) -> dict[str, str]:

@@ -6,8 +6,8 @@ shards in the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -120,15 +120,21 @@ class Ledger(Application[UUID]):
         except KeyError:
             return None
 
-    def _reading(self, ids: Sequence[UUID]) -> AbstractContextManager[None]:
+    @contextmanager
+    def _reading(self, ids: Sequence[UUID], subjects: Sequence[tuple[str, str]] = ()) -> Iterator[None]:
         """One Redis round trip for the aggregates a command loads: each read from the
-        version this process has cached (all of it when none is)."""
+        version this process has cached (all of it when none is); with the keys of the
+        data subjects (tenant, subject) that decoding them will ask for, unless cached."""
         assert isinstance(self.recorder, RedisApplicationRecorder)
         wanted = []
         for id_ in ids:
             cached = self._cached(id_)
             wanted.append((id_, cached.version if cached is not None else None))
-        return self.recorder.reading(wanted)
+        missing = [s for s in subjects if not self.subject_keys.cached(*s)]
+        with self.recorder.reading(wanted, [self.subject_keys.name(*s) for s in missing]) as found:
+            for (tenant, subject), key in zip(missing, found, strict=True):
+                self.subject_keys.prime(tenant, subject, key)
+            yield
 
     def _repeat(self, ctx: Context, idempotency: Idempotency | None) -> Receipt | None:
         """The first answer, when this request was already recorded under its key."""
@@ -646,7 +652,10 @@ class Ledger(Application[UUID]):
         tenant_id = selection.tenant_id
         ctx = Context(tenant_id, "system", now())
         catalogue_id = aggregate_id(tenant_id, "catalogue")
-        with self._reading([selection.originator_id, catalogue_id]):  # one round trip for both
+        # the interaction's own data subject, whose key opens its number when it has no
+        # contact (events/types.py CallStarted.data_subject): read in the same round trip
+        subject = (tenant_id, f"{selection.interaction}:{selection.interaction_id}")
+        with self._reading([selection.originator_id, catalogue_id], [subject]):  # one round trip for all
             catalogue = self.catalogue(tenant_id)
             call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
             conversation = None if call else self.conversation(tenant_id, selection.interaction_id)

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from events.codec import DomainEvent
 from events.types import (
     OutcomeDefinition,
+    OutcomeSelected,
     ProjectSettings,
     SmsCancelled,
     SmsFailed,
@@ -412,3 +413,28 @@ def test_dead_letters_over_http_for_the_tenants_admins_and_supervisors(
             missing = http.get(path, headers=who)
             assert missing.status_code == 404 and missing.json()["error"] == "not_found", path
             assert "dead letter" in missing.json()["message"]
+
+
+def test_the_planner_reads_the_calls_subject_key_with_the_call(world: tuple[Runtime, Ledger]) -> None:
+    """A call without a contact seals its number with the call's own key (``call:<id>``): the
+    planner reads that key in the round trip that reads the call and the catalogue."""
+    runtime, ledger = world
+    select(ledger, "k9", "THANKS", contact=None)
+    (selection,) = [e for e in ledger.events.get(aggregate_id(TENANT, "call", "k9")) if isinstance(e, OutcomeSelected)]
+    planner = SmsPlanner(runtime.settings)  # its own Ledger: no key cached yet
+    try:
+        subject = (TENANT, "call:k9")
+        assert not planner.ledger.subject_keys.cached(*subject)
+        request = planner.ledger.sms_requests(selection)[0]
+        assert isinstance(request, SmsRequested) and request.to_number == NUMBER
+        assert planner.ledger.subject_keys.cached(*subject)
+    finally:
+        planner.close()
+    again = SmsPlanner(runtime.settings)
+    try:
+        with again.ledger._reading([], [subject]):  # read ahead, then gone from Redis
+            runtime.client.delete(again.ledger.subject_keys.name(*subject))
+            call = again.ledger.call(TENANT, "k9")
+        assert call.contact_number == NUMBER  # opened with the key read ahead
+    finally:
+        again.close()

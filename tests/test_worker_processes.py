@@ -14,11 +14,12 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import cast
+from uuid import UUID
 
 import pytest
 import redis
 
-from events.keys import ShardKeys
+from events.keys import ShardKeys, encode_originator_id
 from events.store import StreamEntries
 from events.types import (
     CallAttemptCounted,
@@ -39,9 +40,10 @@ from services.runtime import Runtime
 from tests.helpers import selected_for_contacts, wait_until
 from tests.receiver import Receiver
 from tests.stack import Stack
-from workers.actions import PLANNER, SENDER
+from workers.actions import PLANNER, SENDER, SmsPlanner
 from workers.contact_lists import PLANNER as LISTS
 from workers.leases import Leases
+from workers.partitions import partition_of, unit_name
 
 TENANT = "share"
 ROUND = 40  # selections per round
@@ -133,6 +135,73 @@ def test_two_processes_split_the_followers_and_one_takes_over_when_the_other_is_
     assert set(Counter(fields[b"id"] for _, fields in entries).values()) == {1}
     deliveries = Counter(gateway.keys())
     assert len(deliveries) == 3 * ROUND and set(deliveries.values()) == {1}  # the sender's process never sent
+
+
+def test_two_processes_split_the_sms_planner_by_partition_and_one_takes_over_the_others(
+    two: tuple[Stack, list[subprocess.Popen[bytes]]],
+) -> None:
+    """OUTCOMES_ACTION_PARTITIONS=2 (workers/partitions.py): the SMS planner's two units, one
+    per process, each send their interactions' SMS; the one SIGKILLed while it sends, the
+    other takes its unit over and every SMS is recorded once."""
+    stack, processes = two
+    runtime = stack.runtime()
+    ledger = seed(runtime)
+    keys = ShardKeys(runtime.settings.shard, runtime.settings.key_prefix)
+    units = [unit_name(PLANNER, p, 2) for p in range(2)]
+
+    def holders() -> dict[str, str]:
+        found = {n: runtime.client.get(keys.lease(n)) for n in units}
+        return {n: bytes(v).decode() for n, v in found.items() if v is not None}  # type: ignore[arg-type]
+
+    def call(n: int) -> UUID:
+        return aggregate_id(TENANT, "call", f"c{n}")
+
+    # the interactions of each round are in both partitions: each process has work
+    for first_n in range(0, 3 * ROUND, ROUND):
+        parts = {partition_of(encode_originator_id(call(n)).encode(), 2) for n in range(first_n, first_n + ROUND)}
+        assert parts == {0, 1}
+
+    with Receiver(deduplicate=False) as gateway:
+        stack.env["OUTCOMES_SMS_GATEWAY"] = gateway.url
+        stack.env["OUTCOMES_ACTION_PARTITIONS"] = "2"
+        first, second = (stack.spawn("worker", "--process", str(i), "--of", "2") for i in range(2))
+        processes += [first, second]
+        home = {units[0]: owner(first), units[1]: owner(second)}
+        wait_until(lambda: holders() == home, 30, "each process to hold its own unit")
+
+        select(ledger, range(ROUND))
+        wait_until(lambda: len(set(gateway.keys())) >= ROUND, 60, "both units to send")
+        assert holders() == home  # partition 1's SMS went from the second process
+
+        seen = len(gateway.keys())
+        select(ledger, range(ROUND, 2 * ROUND))
+        wait_until(lambda: len(gateway.keys()) > seen, 60, "the next round to start going")
+        second.send_signal(signal.SIGKILL)  # while its unit sends
+        second.wait()
+        select(ledger, range(2 * ROUND, 3 * ROUND))
+        wait_until(lambda: set(holders().values()) == {owner(first)}, 30, "the first to take over")
+        wait_until(lambda: len(set(gateway.keys())) >= 3 * ROUND, 60, "every SMS")
+
+        def sms_of(n: int) -> UUID:
+            return aggregate_id(TENANT, "sms", f"{call(n)}/3")
+
+        def recorded() -> bool:
+            return all(len(list(ledger.events.get(sms_of(n)))) == 2 for n in range(3 * ROUND))
+
+        wait_until(recorded, 60, "every SMS recorded sent")
+
+        def both_at_head() -> bool:  # a unit moves past the other's entries when it next reads
+            head = runtime.client.hget(keys.head, "n")
+            return runtime.client.hmget(keys.tracking, units) == [head, head]
+
+        wait_until(both_at_head, 60, "each unit past the other's entries too")
+
+    for n in range(3 * ROUND):  # each once in the history
+        assert [type(e) for e in ledger.events.get(sms_of(n))] == [SmsRequested, SmsSent], n
+    deliveries = Counter(gateway.keys())
+    assert len(deliveries) == 3 * ROUND
+    # on the wire: a repeat only for what the killed unit had in flight, with the same key
+    assert sum(deliveries.values()) - 3 * ROUND <= SmsPlanner.in_flight()
 
 
 def test_worker_processes_n_starts_n_sharing_processes_and_stops_them(stack: Stack) -> None:

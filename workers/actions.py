@@ -19,7 +19,9 @@ one duplicate per SMS in flight at the kill (``LogFollower.in_flight``).
   the contact or its number was erased: docs/erasure.md).
 
 Each follower runs in one worker process at a time, the holder of its lease
-(workers/leases.py); several processes share the followers between them.
+(workers/leases.py); several processes share the followers between them. A partitioned
+follower's work is split by aggregate into units, each with its own position and lease
+(workers/partitions.py, ``OUTCOMES_ACTION_PARTITIONS``), so several processes share it too.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
-from typing import cast
+from typing import Protocol, cast
 from uuid import UUID
 
 import msgspec
@@ -48,6 +50,7 @@ from services.rules import Context
 from services.rules import sms as sms_rules
 from services.sms import Sms, project_sms
 from services.sms_gateway import Gateway
+from workers.partitions import adopt, follower_of, partition_of, unit_name
 
 log = logging.getLogger("outcomes.actions")
 
@@ -69,6 +72,9 @@ class LogFollower:
     #: depend on nothing the batch writes but through the same aggregate (an interaction, an
     #: SMS); what they do outside (an SMS sent) is then in flight together.
     parallel = 1
+    #: whether its work may be split by the entry's aggregate (workers/partitions.py): only
+    #: for a follower whose decisions for one aggregate depend on nothing another writes
+    partitioned = False
 
     @classmethod
     def in_flight(cls) -> int:
@@ -76,8 +82,22 @@ class LogFollower:
         decided ahead plus those decided and not yet written (``_Ahead``)."""
         return 2 * cls.parallel if cls.parallel > 1 else 1
 
-    def __init__(self, settings: Settings, batch_size: int = 100, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        batch_size: int = 100,
+        max_attempts: int = MAX_ATTEMPTS,
+        partition: int = 0,
+        partitions: int = 1,
+    ) -> None:
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
+        #: this unit's part of the follower's work (workers/partitions.py); its name is the
+        #: unit's: its tracking position, lease and dead letters
+        self.partitions = partitions if self.partitioned else 1
+        self.partition = partition if self.partitions > 1 else 0
+        self.follower = self.name
+        self.name = unit_name(self.name, self.partition, self.partitions)
+        self._adopted = False
         # its own Ledger: while one thread brings a cached aggregate (the tenant's catalogue)
         # up to date, the others use it as cached instead of queueing for it; what a
         # follower decides rests on the events it follows, which carry what was in force
@@ -111,11 +131,16 @@ class LogFollower:
 
     def run_once(self) -> int:
         """Handle the next batch of log entries; returns how many entries it covered."""
+        if not self._adopted:  # this layout of partitions, before the first position is read
+            adopt(self.client, self.keys, self.follower, self.partitions)
+            self._adopted = True
         position = self.position()
         entries: StreamEntries = read_log(self.client, self.keys, position, None, self.batch_size)
         if not entries:
             return 0
         wanted = self.select(entries)
+        if self.partitions > 1:  # the others' entries: only the position moves past them
+            wanted = [(nid, fields) for nid, fields in wanted if self.mine(fields)]
         ahead = _Ahead(self, wanted)
         recorded = position
         pending: list[tuple[int, Decided]] = []  # decided ahead, one tenant, not yet written
@@ -165,6 +190,11 @@ class LogFollower:
     def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
         """The batch's entries to decide, with their positions: those of the wanted types."""
         return [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
+
+    def mine(self, fields: dict[bytes, bytes]) -> bool:
+        """Whether the entry is this unit's: by its aggregate, so one aggregate's entries
+        (a selection and its corrections, an SMS and its answer) stay in one unit, in order."""
+        return partition_of(fields[b"o"], self.partitions) == self.partition
 
     def act(self, fields: dict[bytes, bytes], nid: int) -> bool:
         """Do what the entry asks; True when that recorded the position (with the events)."""
@@ -245,6 +275,7 @@ class SmsPlanner(LogFollower):
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
     #: a selection's SMS depends on its own interaction only (a correction on its selection)
     parallel = 16
+    partitioned = True  # by interaction
 
     def __init__(self, settings: Settings, gateway: Gateway | None = None, **options: int) -> None:
         super().__init__(settings, **options)
@@ -269,6 +300,7 @@ class FollowUpPlanner(LogFollower):
     name = FOLLOW_UPS
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
     parallel = 8  # as the SMS planner
+    partitioned = True  # by interaction, as the SMS planner
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
@@ -302,6 +334,7 @@ class SmsSender(LogFollower):
     #: each SMS is its own aggregate: a batch's sends overlap, and their answers are written
     #: together (so up to twice this many may have gone unrecorded at a kill: ``in_flight``)
     parallel = 16
+    partitioned = True  # by SMS: its request and what settles it are entries of the SMS
 
     def __init__(self, settings: Settings, gateway: Gateway, **options: int) -> None:
         super().__init__(settings, **options)
@@ -360,7 +393,11 @@ def deliver(gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
     )
 
 
-def _builders() -> dict[str, Callable[[Settings, Gateway], LogFollower]]:
+class _Build(Protocol):
+    def __call__(self, settings: Settings, gateway: Gateway, /, *, partition: int, partitions: int) -> LogFollower: ...
+
+
+def _builders() -> dict[str, _Build]:
     """Each action follower by its name, in the order to run them."""
     from workers.contact_lists import PLANNER as LISTS  # they build on LogFollower
     from workers.contact_lists import ContactListPlanner
@@ -368,27 +405,37 @@ def _builders() -> dict[str, Callable[[Settings, Gateway], LogFollower]]:
     from workers.webhooks import DISPATCHER, WebhookDispatcher
 
     return {
-        PLANNER: lambda settings, gateway: SmsPlanner(settings, gateway),
-        SENDER: SmsSender,
-        FOLLOW_UPS: lambda settings, _: FollowUpPlanner(settings),
-        LISTS: lambda settings, _: ContactListPlanner(settings),
-        PUBLISHER: lambda settings, _: FlowPublisher(settings),
-        DISPATCHER: lambda settings, _: WebhookDispatcher(settings),
+        PLANNER: lambda settings, gateway, **part: SmsPlanner(settings, gateway, **part),
+        SENDER: lambda settings, gateway, **part: SmsSender(settings, gateway, **part),
+        FOLLOW_UPS: lambda settings, _, **part: FollowUpPlanner(settings, **part),
+        LISTS: lambda settings, _, **part: ContactListPlanner(settings, **part),
+        PUBLISHER: lambda settings, _, **part: FlowPublisher(settings, **part),
+        DISPATCHER: lambda settings, _, **part: WebhookDispatcher(settings, **part),
     }
 
 
+def _units(build: _Build, settings: Settings, gateway: Gateway) -> list[LogFollower]:
+    """A follower's units: one per partition when it is partitioned, else itself."""
+    first = build(settings, gateway, partition=0, partitions=settings.action_partitions)
+    rest = [build(settings, gateway, partition=p, partitions=first.partitions) for p in range(1, first.partitions)]
+    return [first, *rest]
+
+
 def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
-    """This shard's action followers, in the order to run them."""
-    return [build(settings, gateway) for build in _builders().values()]
+    """This shard's action followers (each partition of a partitioned one a unit of its
+    own), in the order to run them."""
+    return [unit for build in _builders().values() for unit in _units(build, settings, gateway)]
 
 
 def follower(name: str, settings: Settings, gateway: Gateway) -> LogFollower:
-    """The one action follower of that name (each has its own Ledger and threads)."""
+    """The one action follower (or unit, ``<follower>#<p>``) of that name (each has its own
+    Ledger and threads)."""
     try:
-        build = _builders()[name]
+        build = _builders()[follower_of(name)]
     except KeyError:
         raise LookupError(f"no action follower {name!r}") from None
-    return build(settings, gateway)
+    part = int(name.partition("#")[2] or 0)
+    return build(settings, gateway, partition=part, partitions=max(settings.action_partitions, part + 1))
 
 
 # -- the dead-letter stream (``outcomes dlq``) ------------------------------------------------------

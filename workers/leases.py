@@ -1,5 +1,7 @@
 """Several worker processes share the action followers (issue 4, "several worker processes
-share the load"): each follower runs in one process at a time, the holder of its lease.
+share the load"): each follower runs in one process at a time, the holder of its lease. A
+partitioned follower's units (``<follower>#<p>``, workers/partitions.py) are leased one by
+one, like followers.
 
 - ``outcomes worker --processes N`` starts N processes; process *i* is the **home** of the
   followers whose index in ``actions.followers`` is *i* modulo N and takes their leases at

@@ -89,6 +89,8 @@ def delivery_event(
 class WebhookDispatcher(LogFollower):
     name = DISPATCHER
     wanted = frozenset({b"OutcomeSelected", b"OutcomeCorrected"})
+    #: by interaction: its deliveries depend on its own event and the catalogue only
+    partitioned = True
 
     def __init__(self, settings: Settings, sender: WebhookSender | None = None, **options: int) -> None:
         super().__init__(settings, **options)
