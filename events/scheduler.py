@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from importlib import resources
 from typing import cast
 
 import msgspec
 import redis
 
 from events.keys import ShardKeys
+from events.store import register_lua
 
 
 class Timer(msgspec.Struct, frozen=True, array_like=True):
@@ -52,8 +52,7 @@ class Scheduler:
         self.keys = keys
         self.leased = keys.timers + ":leased"
         self.lease_ms = lease_ms
-        script = resources.files("events").joinpath("lua", "claim_timers.lua").read_text(encoding="utf-8")
-        self._claim = client.register_script(script)
+        self._claim = register_lua(client, "events", "claim_timers.lua")
 
     def claim(self, now_ms: int | None = None, count: int = 100) -> list[Timer]:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms

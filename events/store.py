@@ -42,6 +42,7 @@ from eventsourcing.persistence import (
     TrackingRecorder,
 )
 from eventsourcing.utils import Environment, resolve_topic, strtobool
+from redis.commands.core import Script
 
 from events.keys import (
     DEFAULT_PREFIX,
@@ -100,8 +101,14 @@ def lua_bytes(data: bytes) -> msgspec.Raw:
     return msgspec.Raw(header + data)
 
 
-def _lua(name: str) -> str:
-    return resources.files("events").joinpath("lua", name).read_text(encoding="utf-8")
+def lua_source(package: str, name: str) -> str:
+    """A Lua script shipped in the package's ``lua/`` folder."""
+    return resources.files(package).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def register_lua(client: redis.Redis, package: str, name: str) -> Script:
+    """A shipped Lua script registered on ``client`` (run by EVALSHA, loaded on first use)."""
+    return client.register_script(lua_source(package, name))
 
 
 class RedisConnection:
@@ -110,10 +117,10 @@ class RedisConnection:
     def __init__(self, client: redis.Redis, keys: ShardKeys) -> None:
         self.client = client
         self.keys = keys
-        self.append = client.register_script(_lua("append.lua"))
-        self.append_plain = client.register_script(_lua("append_plain.lua"))
-        self.select = client.register_script(_lua("select_events.lua"))
-        self.track = client.register_script(_lua("track.lua"))
+        self.append = register_lua(client, "events", "append.lua")
+        self.append_plain = register_lua(client, "events", "append_plain.lua")
+        self.select = register_lua(client, "events", "select_events.lua")
+        self.track = register_lua(client, "events", "track.lua")
 
 
 def _raise_for(status: str, reason: str) -> None:

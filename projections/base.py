@@ -23,7 +23,6 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import cast
 
 import msgspec
@@ -32,7 +31,7 @@ import redis
 from events.archive import read_log
 from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
-from events.store import StreamEntries
+from events.store import StreamEntries, register_lua
 
 #: (hash key, field, increment)
 Increment = tuple[str, str, int]
@@ -199,8 +198,7 @@ class View:
         self.keys = keys
         self.mapper = mapper
         self.batch_size = batch_size
-        script = resources.files("projections").joinpath("lua", "apply_view.lua").read_text(encoding="utf-8")
-        self._apply = client.register_script(script)
+        self._apply = register_lua(client, "projections", "apply_view.lua")
 
     def position(self) -> int:
         value = self.client.hget(self.keys.tracking, self.keys.view_position(self.name))

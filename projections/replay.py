@@ -17,13 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import TextIO, cast
 
 import redis
 
 from events.codec import StructMapper
 from events.keys import ShardKeys
+from events.store import register_lua
 from projections.base import View, catch_up_together, delete_keys, generation
 from projections.models import names, read_models
 
@@ -181,8 +181,7 @@ class Replayer:
         self.batch_size = batch_size
         self.grace = grace
         self.report = report
-        script = resources.files("projections").joinpath("lua", "switch_view.lua").read_text(encoding="utf-8")
-        self._switch = client.register_script(script)
+        self._switch = register_lua(client, "projections", "switch_view.lua")
 
     def head(self) -> int:
         return int(cast(bytes | None, self.client.hget(self.keys.head, "n")) or 0)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, cast
 
 import msgspec
@@ -37,7 +36,7 @@ import redis
 from events.archive import Archive, ArchiveError, read_log, read_segment_bytes, sha256
 from events.chain import ZERO, event_hash, link_hash
 from events.keys import RegistryKeys, ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import StreamEntries, register_lua, xrange
 from services.checkpoints import Checkpoint, KeyRing, read_checkpoints
 
 EDITED, REMOVED, REORDERED, TRUNCATED, INDEX, CHECKPOINT, REWRITTEN, ARCHIVE = (
@@ -174,8 +173,7 @@ class ShardVerifier:
         self.ring = ring
         self.batch = batch
         self.max_problems = max_problems
-        script = resources.files("services").joinpath("lua", "verify_index.lua").read_text(encoding="utf-8")
-        self._indexes = client.register_script(script)
+        self._indexes = register_lua(client, "services", "verify_index.lua")
         self.problems: list[Problem] = []
         self.more = 0
         self.aggregates: dict[bytes, _Aggregate] = {}

@@ -31,7 +31,6 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib import resources
 from typing import Protocol, cast
 from uuid import UUID
 
@@ -42,7 +41,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from events.archive import entries_at, read_log
 from events.codec import ERASED, DomainEvent, StructMapper, now
 from events.keys import ShardKeys, decode_originator_id
-from events.store import RedisFactory, StreamEntries
+from events.store import RedisFactory, StreamEntries, register_lua
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
 from services.ledger import Ledger
@@ -109,8 +108,7 @@ class LogFollower:
         self.max_attempts = max_attempts
         # decisions of a batch made ahead, in threads (``_Ahead``); written in log order
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix=self.name) if self.parallel > 1 else None
-        script = resources.files("workers").joinpath("lua", "dead_letter.lua").read_text(encoding="utf-8")
-        self._dead_letter = self.client.register_script(script)
+        self._dead_letter = register_lua(self.client, "workers", "dead_letter.lua")
 
     @property
     def mapper(self) -> StructMapper:

@@ -30,7 +30,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from importlib import resources
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -39,6 +38,7 @@ from eventsourcing.persistence import IntegrityError
 
 from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
+from events.store import register_lua
 from events.types import Interaction, OutcomeCorrected, OutcomeSelected
 from projections.alerts import week_days
 from projections.base import Changes, View, current
@@ -97,8 +97,7 @@ class AlertWatch(View):
         self.runtime = runtime
         self.mix = mix
         self.pending_key = keys.view(NAME) + "pending"
-        script = resources.files("workers").joinpath("lua", "forget_checked.lua").read_text(encoding="utf-8")
-        self._forget = runtime.client.register_script(script)
+        self._forget = register_lua(runtime.client, "workers", "forget_checked.lua")
         self._zones: dict[str, str] = {}
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:

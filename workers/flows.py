@@ -10,11 +10,11 @@ the flow's stream in the same script that moves the publisher's position
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 
 from eventsourcing.persistence import IntegrityError
 
 from events.codec import DomainEvent
+from events.store import register_lua
 from events.types import FlowRedirected, FlowReturned, MessageRecorded
 from services.config import Settings
 from services.interactions import Conversation, project_conversation, source_of
@@ -50,8 +50,7 @@ class FlowPublisher(LogFollower):
 
     def __init__(self, settings: Settings, **options: int) -> None:
         super().__init__(settings, **options)
-        script = resources.files("workers").joinpath("lua", "publish.lua").read_text(encoding="utf-8")
-        self._publish = self.client.register_script(script)
+        self._publish = register_lua(self.client, "workers", "publish.lua")
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         return event.tenant_id, []  # publishes instead (act); records no events

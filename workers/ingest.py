@@ -8,12 +8,12 @@ entries are recorded in the rejections stream and acknowledged in one script.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from typing import Any, cast
 
 import redis
 
 from events.keys import IngestKeys
+from events.store import register_lua
 from services.config import Settings
 from services.ingest import Rejection, handle
 from services.runtime import Runtime
@@ -28,8 +28,7 @@ class IngestRunner:
         self.settings = settings
         self.consumer = consumer
         self.reclaim_idle_ms = reclaim_idle_ms
-        script = resources.files("events").joinpath("lua", "reject.lua").read_text(encoding="utf-8")
-        self._reject = self.runtime.client.register_script(script)
+        self._reject = register_lua(self.runtime.client, "events", "reject.lua")
         self._known: set[str] = set()
 
     def tenants(self) -> list[str]:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import threading
 import time
-from importlib import resources
 
 import redis
 
 from events.keys import ShardKeys
+from events.store import register_lua
 
 
 def is_home(index: int, process: int, processes: int) -> bool:
@@ -57,8 +57,7 @@ class Leases:
         self._stand_in_from = time.monotonic() + idle_ms / 1000
         self._held: set[str] = set()
         self._lock = threading.Lock()
-        script = resources.files("workers").joinpath("lua", "lease.lua").read_text(encoding="utf-8")
-        self._lease = client.register_script(script)
+        self._lease = register_lua(client, "workers", "lease.lua")
 
     def holds(self, name: str) -> bool:
         with self._lock:

@@ -19,12 +19,12 @@ follower does not run (docs/actions.md "Partitions").
 from __future__ import annotations
 
 import zlib
-from importlib import resources
 from typing import cast
 
 import redis
 
 from events.keys import ShardKeys
+from events.store import lua_source
 
 #: where an old layout's positions are moved on a change: past any log position
 SEALED = 2**53 - 1
@@ -53,10 +53,9 @@ def adopt(client: redis.Redis, keys: ShardKeys, follower: str, partitions: int) 
     """Make ``partitions`` the follower's layout, or raise LayoutChanged (see the module)."""
     if partitions < 1:
         raise ValueError(f"OUTCOMES_ACTION_PARTITIONS must be at least 1, not {partitions}")
-    script = resources.files("workers").joinpath("lua", "partitions.lua").read_text(encoding="utf-8")
-    done, *positions = cast(
-        list[int], client.eval(script, 2, keys.tracking, keys.action_partitions, follower, partitions, SEALED)
-    )
+    script = lua_source("workers", "partitions.lua")
+    args = (keys.tracking, keys.action_partitions, follower, partitions, SEALED)
+    done, *positions = cast(list[int], client.eval(script, 2, *args))
     if not done:
         raise LayoutChanged(
             f"{follower}: its positions are kept in {len(positions)} partitions at {positions}, not one position;"
