@@ -4,8 +4,9 @@ adapters over the queries next to their views; JSON or ``format=csv``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, Literal, cast
+from typing import Annotated, Literal, TypeVar, cast
 
 import msgspec
 from litestar import Response, get
@@ -32,6 +33,7 @@ from services.permissions import Action
 from services.runtime import Runtime
 
 Format = Literal["json", "csv"]
+R = TypeVar("R")
 
 
 def _position(runtime: Runtime, keys: ShardKeys, view: str) -> int:
@@ -40,12 +42,19 @@ def _position(runtime: Runtime, keys: ShardKeys, view: str) -> int:
     return int(raw) if isinstance(raw, bytes) else 0
 
 
-def _rows_csv(columns: tuple[str, ...], rows: list[msgspec.Struct]) -> str:
+def _rows_csv(columns: tuple[str, ...], rows: Sequence[msgspec.Struct]) -> str:
     return _csv(columns, ([_blank(getattr(r, c)) for c in columns] for r in rows))
 
 
 def _columns(cls: type[msgspec.Struct]) -> tuple[str, ...]:
     return tuple(cls.__struct_fields__)
+
+
+def _answer(report: R, rows: Sequence[msgspec.Struct], row_type: type[msgspec.Struct], format: Format) -> Response[R]:
+    """The report as JSON, or its rows as CSV (a column per field of the row type)."""
+    if format == "csv":
+        return cast(Response[R], _as_csv(_rows_csv(_columns(row_type), rows)))
+    return Response(report)
 
 
 # -- trend ---------------------------------------------------------------------------------------------
@@ -103,9 +112,7 @@ async def get_trend(
         )
 
     report = await in_thread(read)
-    if format == "csv":
-        return cast(Response[TrendReport], _as_csv(_rows_csv(_columns(TrendRow), list(report.rows))))
-    return Response(report)
+    return _answer(report, report.rows, TrendRow, format)
 
 
 # -- alerts --------------------------------------------------------------------------------------------
@@ -154,9 +161,7 @@ async def get_alerts(
         return AlertsReport(position=position, rows=rows)
 
     report = await in_thread(read)
-    if format == "csv":
-        return cast(Response[AlertsReport], _as_csv(_rows_csv(_columns(AlertRow), list(report.rows))))
-    return Response(report)
+    return _answer(report, report.rows, AlertRow, format)
 
 
 # -- definition versions -------------------------------------------------------------------------------
@@ -314,6 +319,4 @@ async def get_follow_up_sla(
         return FollowUpSlaReport(group_by=group_by, as_of=as_of, position=position, rows=rows)
 
     report = await in_thread(read)
-    if format == "csv":
-        return cast(Response[FollowUpSlaReport], _as_csv(_rows_csv(_columns(SlaRow), list(report.rows))))
-    return Response(report)
+    return _answer(report, report.rows, SlaRow, format)
