@@ -384,29 +384,45 @@ def check_files(source: Path, manifest: BackupManifest) -> None:
                     raise BackupError(f"archive file {segment.file} of shard {state.shard} is not in the backup")
 
 
-def restore_archive(source: Path, manifest: BackupManifest, url: str | None) -> dict[str, str]:
-    """Put each shard's archive back at ``url`` (default: where it was) and return the URL per
-    shard. Copied files are written with a manifest cut at the backup's ``through``; files
-    kept by reference are checked where they are."""
-    urls: dict[str, str] = {}
+def archive_targets(manifest: BackupManifest, url: str | None) -> dict[str, str]:
+    """Where each archived shard's files go back: ``url``, or where they were."""
+    return {
+        state.shard: absolute(url) if url is not None else state.archive.url
+        for state in manifest.shards
+        if state.archive is not None
+    }
+
+
+def check_references(manifest: BackupManifest, targets: dict[str, str]) -> None:
+    """Archive files kept by reference are at their URL with the backup's sha256 (else refused)."""
+    for state in manifest.shards:
+        if state.archive is None or state.archive.mode != "reference":
+            continue
+        keys = ShardKeys(state.shard, manifest.key_prefix)
+        fs, root = filesystem(shard_url(targets[state.shard], keys))
+        for segment in state.archive.segments:
+            if not fs.exists(f"{root}/{segment.file}"):
+                raise BackupError(f"archive file {segment.file} is not at {shard_url(targets[state.shard], keys)}")
+            if sha256(read_segment_bytes(targets[state.shard], keys, segment)) != segment.sha256:
+                raise BackupError(
+                    f"archive file {segment.file} at {targets[state.shard]} does not match the backup's sha256"
+                )
+
+
+def restore_archive(source: Path, manifest: BackupManifest, targets: dict[str, str]) -> None:
+    """Put each shard's copied archive files back, and its manifest cut at the backup's
+    ``through`` (never ahead of the restored log: segments of the lost future are dropped
+    from it)."""
     for state in manifest.shards:
         if state.archive is None:
             continue
         keys = ShardKeys(state.shard, manifest.key_prefix)
-        target = absolute(url) if url is not None else state.archive.url
-        urls[state.shard] = target
-        fs, root = filesystem(shard_url(target, keys))
-        for segment in state.archive.segments:
-            if state.archive.mode == "copy":
+        fs, root = filesystem(shard_url(targets[state.shard], keys))
+        if state.archive.mode == "copy":
+            for segment in state.archive.segments:
                 data = (Path(source) / shard_url(ARCHIVE, keys) / segment.file).read_bytes()
                 write_atomically(fs, f"{root}/{segment.file}", data)
-            elif not fs.exists(f"{root}/{segment.file}"):
-                raise BackupError(f"archive file {segment.file} is not at {shard_url(target, keys)}")
-            elif sha256(read_segment_bytes(target, keys, segment)) != segment.sha256:
-                raise BackupError(f"archive file {segment.file} at {target} does not match the backup's sha256")
-        # the archive's manifest as the snapshot knew it: never ahead of the restored log
-        write_manifest(target, keys, Manifest(state.shard, list(state.archive.segments)))
-    return urls
+        write_manifest(targets[state.shard], keys, Manifest(state.shard, list(state.archive.segments)))
 
 
 #: what a Redis data directory may hold that a restore would shadow or be shadowed by
@@ -449,9 +465,11 @@ def restore(source: Path, data_dir: Path, *, archive_url: str | None = None, rep
     source = Path(source)
     manifest = read_backup(source)
     check_files(source, manifest)
+    urls = archive_targets(manifest, archive_url)
+    check_references(manifest, urls)
     data_dir = Path(data_dir).resolve()
-    aside = prepare_data_dir(data_dir, replace)
-    urls = restore_archive(source, manifest, archive_url)
+    aside = prepare_data_dir(data_dir, replace)  # nothing is written before this point
+    restore_archive(source, manifest, urls)
     _copy_file(source / RDB, data_dir / "dump.rdb")
     server = EmbeddedRedis(data_dir, appendonly=False).start()
     client = redis.Redis.from_url(server.url)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -68,29 +70,37 @@ class Site:
         self.server.stop()
 
 
-def open_site(data_dir: Path, prefix: str, key_file: Path, archive: Path) -> Site:
+def open_site(data_dir: Path, prefix: str, key_file: Path, archive: str) -> Site:
     server = EmbeddedRedis(data_dir).start()
     runtime = Runtime(Settings(redis_url=server.url, shard=SHARD, key_prefix=prefix))
     keys = runtime.shard_keys_for(SHARD)
-    return Site(server, ArchiveWorld(runtime, runtime.client, keys, key_file, url=str(archive)))
+    return Site(server, ArchiveWorld(runtime, runtime.client, keys, key_file, url=archive))
+
+
+def history(s: Site) -> Site:
+    """History on two tenants, checkpoints every 20 events, positions before 51 archived,
+    read models caught up, and 6 events after the last checkpoint."""
+    for tenant in TENANTS:
+        seed_project(s.world.runtime, tenant)
+    s.world.calls_with_outcomes(12)  # 10 + 72 events
+    s.world.checkpoint(every_events=20)
+    s.world.archiver().run(before_position=51)
+    s.world.calls_with_outcomes(1)  # 6 more: an unsigned tail
+    s.world.replayed()
+    return s
 
 
 @pytest.fixture()
-def site(tmp_path: Path) -> Iterator[Site]:
-    """A ledger with history on two tenants, checkpoints every 20 events, positions before 51
-    archived, read models caught up, and 9 events after the last checkpoint."""
-    key_file = tmp_path / "checkpoint.key"
-    generate_key(key_file)
-    s = open_site(tmp_path / "redis", "olb", key_file, tmp_path / "archive")
+def key_file(tmp_path: Path) -> Path:
+    generate_key(tmp_path / "checkpoint.key")
+    return tmp_path / "checkpoint.key"
+
+
+@pytest.fixture()
+def site(tmp_path: Path, key_file: Path) -> Iterator[Site]:
+    s = open_site(tmp_path / "redis", "olb", key_file, str(tmp_path / "archive"))
     try:
-        for tenant in TENANTS:
-            seed_project(s.world.runtime, tenant)
-        s.world.calls_with_outcomes(12)  # 10 + 72 events
-        s.world.checkpoint(every_events=20)
-        s.world.archiver().run(before_position=51)
-        s.world.calls_with_outcomes(1)  # 6 more: an unsigned tail
-        s.world.replayed()
-        yield s
+        yield history(s)
     finally:
         s.close()
 
@@ -131,7 +141,7 @@ def test_a_restore_brings_back_the_backups_moment_and_verify_accepts_it(site: Si
     assert read_manifest(site.world.url, site.world.keys).through == 50
 
     # a Redis started on the restored directory as production runs it (appendonly yes)
-    back = open_site(restored_dir, site.prefix, site.world.key_file, Path(site.world.url))
+    back = open_site(restored_dir, site.prefix, site.world.key_file, site.world.url)
     try:
         assert back.state() == at_backup  # the data set of the backup's moment, no more
         done = cli(["verify", "--public-key", public], back.env())
@@ -217,7 +227,7 @@ def test_an_archive_run_between_snapshot_and_archive_copy_leaves_the_restored_ar
 
     restored = restore(tmp_path / "backup", tmp_path / "restored", archive_url=str(tmp_path / "archive2"))
     assert restored.archive_urls == {SHARD: str(tmp_path / "archive2")}
-    back = open_site(tmp_path / "restored", site.prefix, site.world.key_file, tmp_path / "archive2")
+    back = open_site(tmp_path / "restored", site.prefix, site.world.key_file, str(tmp_path / "archive2"))
     try:
         state = back.state()
         assert state["exports"] == at_backup["exports"] and state["views"] == at_backup["views"]
@@ -262,3 +272,37 @@ def test_covered_cuts_the_archive_manifest_at_the_snapshots_through(site: Site) 
     with pytest.raises(BackupError, match="does not end a segment at position 30"):
         covered(manifest, 30)
     assert covered(manifest, 0) == []
+
+
+def test_an_archive_in_an_object_store_is_backed_up_by_reference_and_checked_on_restore(
+    tmp_path: Path, key_file: Path
+) -> None:
+    url = f"memory://backup-{uuid.uuid4().hex[:8]}"  # fsspec's in-process object store
+    site = history(open_site(tmp_path / "redis", "olr", key_file, url))
+    try:
+        at_backup = site.state()
+        backup_dir = tmp_path / "backup"
+        done = cli(["backup", str(backup_dir), "--archive-by-reference"], site.env())
+        assert done.exit_code == 0, done.output
+        assert not (backup_dir / "archive").exists()
+        (shard,) = read_backup(backup_dir).shards
+        assert shard.archive is not None and shard.archive.mode == "reference" and shard.archive.url == url
+    finally:
+        site.close()
+    shutil.rmtree(site.server.data_dir)
+
+    fs = fsspec.filesystem("memory")
+    segment = f"{url}/olr/{SHARD}/log-000000000026-000000000050.parquet"
+    original = fs.cat_file(segment)
+    fs.pipe_file(segment, original + b"x")
+    with pytest.raises(BackupError, match=r"log-000000000026-000000000050\.parquet at memory://\S+ does not match"):
+        restore(backup_dir, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()  # nothing written
+    fs.pipe_file(segment, original)
+    restore(backup_dir, tmp_path / "restored")
+    back = open_site(tmp_path / "restored", "olr", key_file, url)
+    try:
+        assert back.state() == at_backup
+        assert back.world.verify().ok
+    finally:
+        back.close()
