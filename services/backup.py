@@ -63,6 +63,8 @@ RDB = "redis/dump.rdb"
 ARCHIVE = "archive"
 #: how long a BGSAVE or an AOF rewrite may take before the command gives up
 WAIT_SECONDS = 3600.0
+#: Redis neither saving nor rewriting this long after the BGSAVE, and no new save: it failed
+FAILED_AFTER_SECONDS = 2.0
 
 
 class BackupError(Exception):
@@ -199,13 +201,23 @@ def bgsave(client: redis.Redis) -> None:
                 raise BackupError(f"BGSAVE refused: {error}") from None
             _wait("the BGSAVE already running", lambda: not _info(client, "persistence")["rdb_bgsave_in_progress"])
 
+    idle_since: float | None = None
+
     def saved() -> bool:
+        nonlocal idle_since
+        if int(client.lastsave().timestamp()) > before:
+            return True  # LASTSAVE moves only when a save succeeded
         info = _info(client, "persistence")
-        if info["rdb_bgsave_in_progress"] or int(client.lastsave().timestamp()) <= before:
+        if info["rdb_bgsave_in_progress"] or info["aof_rewrite_in_progress"]:
+            idle_since = None
             return False
-        if info["rdb_last_bgsave_status"] != "ok":
-            raise BackupError("BGSAVE failed (see the Redis log)")
-        return True
+        # neither saving nor waiting for a rewrite to finish: the save failed (a save scheduled
+        # behind a rewrite starts within a cron tick of its end, hence the grace)
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since > FAILED_AFTER_SECONDS:
+            status = info["rdb_last_bgsave_status"]
+            raise BackupError(f"BGSAVE did not complete (last status: {status}; see the Redis log)")
+        return False
 
     _wait("BGSAVE", saved)
 

@@ -306,3 +306,15 @@ def test_an_archive_in_an_object_store_is_backed_up_by_reference_and_checked_on_
         assert back.world.verify().ok
     finally:
         back.close()
+
+
+def test_a_failed_bgsave_is_reported_and_no_backup_is_written(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    try:
+        shutil.rmtree(server.data_dir)  # Redis now works in a removed directory: a BGSAVE cannot write
+        done = CliRunner().invoke(main, ["backup", str(tmp_path / "backup")], env={"REDIS_URL": server.url})
+    finally:
+        server.stop()
+    assert done.exit_code == 1
+    assert "BGSAVE did not complete (last status: err" in done.output
+    assert not (tmp_path / "backup").exists()
