@@ -301,8 +301,8 @@ class Backup:
     def snapshot(self, rdb: Path | None = None, data_dir: Path | None = None) -> None:
         """BGSAVE and copy the RDB (or take ``rdb``, one copied from the Redis host), then read
         what it holds from the copy itself."""
-        if (self.target / MANIFEST).exists():
-            raise BackupError(f"{self.target} already holds a backup; a backup is never overwritten")
+        if self.target.exists() and any(self.target.iterdir()):
+            raise BackupError(f"{self.target} is not empty: a backup goes into a new or empty directory")
         self.created_at = datetime.now(UTC).isoformat(timespec="seconds")
         if rdb is None:
             bgsave(self.client)

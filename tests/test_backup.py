@@ -256,7 +256,7 @@ def test_restore_refuses_a_data_directory_that_holds_data_unless_told_to_move_it
 def test_a_backup_is_never_written_over_and_a_remote_servers_rdb_can_be_given(site: Site, tmp_path: Path) -> None:
     backup_dir = _backed_up(site, tmp_path)
     done = CliRunner().invoke(main, ["backup", str(backup_dir)], env=site.env())
-    assert done.exit_code == 1 and "already holds a backup" in done.output
+    assert done.exit_code == 1 and "is not empty: a backup goes into a new or empty directory" in done.output
     # the remote procedure: BGSAVE on the host, copy the RDB, hand it to the command
     copied = tmp_path / "copied.rdb"
     shutil.copyfile(backup_dir / RDB, copied)
