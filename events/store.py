@@ -566,14 +566,16 @@ class RedisApplicationRecorder(ApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
-        first = (start or 1) if inclusive_of_start else (start or 0) + 1
-        last = f"{stop}-0" if stop is not None else "+"
+        # archive then Redis (docs/archive.md): positions already archived are read from the files
+        from events.archive import read_log  # here: events.archive builds on this module
+
+        after = (start or 1) - 1 if inclusive_of_start else (start or 0)
         wanted = set(topics)
         found: list[Notification] = []
         while len(found) < limit:
             want = limit - len(found)
             count = want if not wanted else max(want, 500)
-            entries = xrange(self.conn.client, self.keys.log, f"{first}-0", last, count)
+            entries = read_log(self.conn.client, self.keys, after, stop, count)
             for entry_id, fields in entries:
                 if wanted and fields[b"t"].decode() not in wanted:
                     continue
@@ -582,7 +584,7 @@ class RedisApplicationRecorder(ApplicationRecorder):
                     break
             if len(entries) < count:
                 break
-            first = int(entries[-1][0].split(b"-")[0]) + 1
+            after = int(entries[-1][0].split(b"-")[0])
         return found
 
     def max_notification_id(self) -> int | None:

@@ -20,15 +20,19 @@ from services.verify import CannotVerify, render, shards_of, verify
 INTACT, TAMPERED, CANNOT_VERIFY = 0, 1, 2
 
 
-@click.command("verify")
-@click.option("--shard", "shards", multiple=True, help="Shard to verify (repeatable; default: every shard).")
-@click.option(
+#: ``--public-key`` of the commands that verify (here and ``outcomes restore --check``)
+public_key_option = click.option(
     "--public-key",
     "public_keys",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
     help="A checkpoint public key (PEM; repeatable), besides OUTCOMES_CHECKPOINT_PUBLIC_KEYS.",
 )
+
+
+@click.command("verify")
+@click.option("--shard", "shards", multiple=True, help="Shard to verify (repeatable; default: every shard).")
+@public_key_option
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="XRANGE COUNT.")
 def verify_command(shards: tuple[str, ...], public_keys: tuple[str, ...], as_json: bool, batch: int) -> None:

@@ -16,6 +16,7 @@ import redis
 
 from events.durability import WeakDurability, check_durability
 from services.audit_cli import checkpoint, verify_command
+from services.backup_cli import backup_command, restore_command
 from services.config import Settings
 from services.permissions import Role
 
@@ -452,6 +453,9 @@ def archive(
 # tamper evidence (docs/audit.md): its own module
 main.add_command(verify_command)
 main.add_command(checkpoint)
+# backups (docs/backups.md)
+main.add_command(backup_command)
+main.add_command(restore_command)
 
 
 def _look_back() -> None:
