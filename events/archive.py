@@ -226,7 +226,12 @@ class Archive:
 
     @staticmethod
     def of(client: redis.Redis, keys: ShardKeys) -> Archive | None:
-        through, url = cast(list[bytes | None], client.hmget(keys.archived, ["through", "url"]))
+        return Archive.marked(keys, cast(list[bytes | None], client.hmget(keys.archived, ["through", "url"])))
+
+    @staticmethod
+    def marked(keys: ShardKeys, marks: list[bytes | None]) -> Archive | None:
+        """The archive as Redis's ``archived`` hash names it (``through``, ``url``), if any."""
+        through, url = marks
         if through is None or url is None or int(through) == 0:
             return None
         return Archive(keys, url.decode(), int(through))
@@ -292,15 +297,22 @@ def read_log(
     archive while positions are archived, then from Redis -- what ``XRANGE`` gave before
     the archive run. An archive run that trims meanwhile is noticed (Redis no longer
     starts where the archive ended) and the read is done again."""
+    hi = f"{until}-0" if until is not None else "+"
     while True:
-        archive = Archive.of(client, keys)
+        # one round trip: where the archive ends, and Redis's entries after ``after`` (the
+        # answer unless the archive holds ``after + 1``, the rare case: then read again)
+        pipe = client.pipeline(transaction=False)
+        pipe.hmget(keys.archived, ["through", "url"])
+        pipe.xrange(keys.log, f"({after}-0", hi, count=count)
+        marks, entries = cast(tuple[list[bytes | None], StreamEntries], pipe.execute())
+        archive = Archive.marked(keys, marks)
         through = archive.through if archive else 0
         found = archive.read(after, until, count) if archive is not None and after < through else []
         if len(found) == count or (until is not None and until <= through):
             return found
         start = max(after, through)
-        hi = f"{until}-0" if until is not None else "+"
-        entries = xrange(client, keys.log, f"({start}-0", hi, count - len(found))
+        if start != after:
+            entries = xrange(client, keys.log, f"({start}-0", hi, count - len(found))
         if not entries or int(entries[0][0].split(b"-")[0]) == start + 1:
             return found + entries
         moved = Archive.of(client, keys)

@@ -526,12 +526,15 @@ class RedisApplicationRecorder(ApplicationRecorder):
         return _stored_events(self.conn.client, self.keys, originator_id, flat)
 
     @contextmanager
-    def reading(self, wanted: Sequence[tuple[UUID, int | None]], keys: Sequence[str] = ()) -> Iterator[list[Any]]:
+    def reading(
+        self, wanted: Sequence[tuple[UUID, int | None]], keys: Sequence[str | tuple[str, str]] = ()
+    ) -> Iterator[list[Any]]:
         """Read several aggregates' events after the given versions in one round trip,
         ahead of the ``select_events(id, gt=version)`` calls that loading them will make
         in this thread. A call this did not foresee (another thread moved a cached
         aggregate meanwhile) reads from Redis as usual; what is not asked for is dropped.
-        Yields the values of ``keys`` (plain GETs in the same round trip: a data subject's key)."""
+        Yields the values of ``keys`` (plain GETs in the same round trip: a data subject's key;
+        a (hash, field) pair is an HGET)."""
         try:
             results = self._select_many(wanted, keys)
         except redis.exceptions.NoScriptError:  # nothing ran: load the script and go again
@@ -545,7 +548,9 @@ class RedisApplicationRecorder(ApplicationRecorder):
         finally:
             self._ahead.events = None
 
-    def _select_many(self, wanted: Sequence[tuple[UUID, int | None]], keys: Sequence[str] = ()) -> list[Any]:
+    def _select_many(
+        self, wanted: Sequence[tuple[UUID, int | None]], keys: Sequence[str | tuple[str, str]] = ()
+    ) -> list[Any]:
         # EVALSHA by hand: a pipeline running a Script object first asks SCRIPT EXISTS,
         # a round trip of its own
         pipe = self.conn.client.pipeline(transaction=False)
@@ -553,8 +558,11 @@ class RedisApplicationRecorder(ApplicationRecorder):
             lo, hi = _bounds(gt, None)
             index = self.keys.aggregate_index(originator_id)
             pipe.evalsha(self.conn.select.sha, 2, self.keys.log, index, lo, hi, "asc", 0)
-        for key in keys:  # plain values read along (a data subject's key)
-            pipe.get(key)
+        for key in keys:  # plain values read along (a data subject's key, a tenant's secret)
+            if isinstance(key, tuple):
+                pipe.hget(*key)
+            else:
+                pipe.get(key)
         return pipe.execute()
 
     def select_notifications(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -81,6 +81,17 @@ class OutcomeSet(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: list[ActiveOutcome]
 
 
+class SmsPlan(NamedTuple):
+    """What ``Ledger.sms_plan`` decided, and read on the way: enough for the check just
+    before sending (``workers.actions.send_or_refuse``) without reading it again."""
+
+    events: list[DomainEvent]
+    #: the interaction's contact as loaded (None: it names none)
+    contact: Contact | None
+    #: whether the tenant has suppressed numbers at all (a suppression secret)
+    suppressing: bool
+
+
 def outcome_set_of(catalogue: Catalogue, project_id: str) -> OutcomeSet:
     """The project's picker from a catalogue state (now, or as of a past moment)."""
     project = catalogue.projects.get(project_id)
@@ -121,19 +132,27 @@ class Ledger(Application[UUID]):
             return None
 
     @contextmanager
-    def _reading(self, ids: Sequence[UUID], subjects: Sequence[tuple[str, str]] = ()) -> Iterator[None]:
+    def _reading(
+        self, ids: Sequence[UUID], subjects: Sequence[tuple[str, str]] = (), secrets: Sequence[str] = ()
+    ) -> Iterator[None]:
         """One Redis round trip for the aggregates a command loads: each read from the
         version this process has cached (all of it when none is); with the keys of the
-        data subjects (tenant, subject) that decoding them will ask for, unless cached."""
+        data subjects (tenant, subject) that decoding them will ask for, and the
+        suppression secrets of the tenants named, unless cached."""
         assert isinstance(self.recorder, RedisApplicationRecorder)
         wanted = []
         for id_ in ids:
             cached = self._cached(id_)
             wanted.append((id_, cached.version if cached is not None else None))
         missing = [s for s in subjects if not self.subject_keys.cached(*s)]
-        with self.recorder.reading(wanted, [self.subject_keys.name(*s) for s in missing]) as found:
-            for (tenant, subject), key in zip(missing, found, strict=True):
+        unknown = [t for t in secrets if not self.suppressions.known(t)]
+        keys: list[str | tuple[str, str]] = [self.subject_keys.name(*s) for s in missing]
+        keys += [self.suppressions.secret_field(t) for t in unknown]
+        with self.recorder.reading(wanted, keys) as found:
+            for (tenant, subject), key in zip(missing, found[: len(missing)], strict=True):
                 self.subject_keys.prime(tenant, subject, key)
+            for tenant, secret in zip(unknown, found[len(missing) :], strict=True):
+                self.suppressions.prime(tenant, secret)
             yield
 
     def _repeat(self, ctx: Context, idempotency: Idempotency | None) -> Receipt | None:
@@ -581,9 +600,14 @@ class Ledger(Application[UUID]):
             aggregate_id(ctx.tenant_id, "contact", contact_id),
         )
 
-    def erased(self, tenant_id: str, contact: Contact | None, numbers: Sequence[str | None]) -> bool:
-        """Never to be called or texted: the contact was erased, or a number is an erased contact's."""
-        return (contact is not None and contact.erased) or self.suppressions.any_suppressed(tenant_id, numbers)
+    def erased(
+        self, tenant_id: str, contact: Contact | None, numbers: Sequence[str | None], *, suppressing: bool = True
+    ) -> bool:
+        """Never to be called or texted: the contact was erased, or a number is an erased
+        contact's (``suppressing=False``: the tenant was just read to have no suppressed number)."""
+        if contact is not None and contact.erased:
+            return True
+        return suppressing and self.suppressions.any_suppressed(tenant_id, numbers)
 
     def record_quota_reached(self, tenant_id: str, project_id: str, outcome_code: str, selections: int) -> bool:
         """True when this call recorded it; False when not reached, or recorded before."""
@@ -649,16 +673,23 @@ class Ledger(Application[UUID]):
 
     def sms_requests(self, selection: OutcomeSelected | OutcomeCorrected) -> list[DomainEvent]:
         """The SMS the selection's outcome asks for (decided, not saved)."""
+        return self.sms_plan(selection).events
+
+    def sms_plan(self, selection: OutcomeSelected | OutcomeCorrected) -> SmsPlan:
+        """The SMS the selection's outcome asks for (decided, not saved), with what the
+        erasure check before sending needs, read along (``SmsPlan``)."""
         tenant_id = selection.tenant_id
         ctx = Context(tenant_id, "system", now())
         catalogue_id = aggregate_id(tenant_id, "catalogue")
         # the interaction's own data subject, whose key opens its number when it has no
-        # contact (events/types.py CallStarted.data_subject): read in the same round trip
+        # contact (events/types.py CallStarted.data_subject), and the tenant's suppression
+        # secret: read in the same round trip
         subject = (tenant_id, f"{selection.interaction}:{selection.interaction_id}")
-        with self._reading([selection.originator_id, catalogue_id], [subject]):  # one round trip for all
+        with self._reading([selection.originator_id, catalogue_id], [subject], [tenant_id]):
             catalogue = self.catalogue(tenant_id)
             call = self.call(tenant_id, selection.interaction_id) if selection.interaction == "call" else None
             conversation = None if call else self.conversation(tenant_id, selection.interaction_id)
+        suppressing = self.suppressions.known(tenant_id)  # no secret yet: no number suppressed
         contact_id = call.contact_id if call else conversation.contact_id if conversation else None
         contact = self.contact(tenant_id, contact_id) if contact_id else None
         cancelled: list[DomainEvent] = []
@@ -666,7 +697,8 @@ class Ledger(Application[UUID]):
             replaced = self._replaced(selection)
             sms = self._sms_of(tenant_id, replaced.source) if replaced else None
             cancelled = sms_rules.cancel_replaced(replaced, sms, ctx)
-        return cancelled + sms_rules.request_sms(selection, catalogue, ctx, call=call, contact=contact)
+        events = cancelled + sms_rules.request_sms(selection, catalogue, ctx, call=call, contact=contact)
+        return SmsPlan(events, contact, suppressing)
 
     def _replaced(self, correction: OutcomeCorrected) -> Selection | None:
         """The selection a correction replaced: the interaction's outcome just before it."""

@@ -14,14 +14,17 @@ sees each SMS once even when a worker that crashed after sending sends it again.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import httpx
 
@@ -65,6 +68,10 @@ _RETRYABLE = {408, 429}
 
 
 class HttpGateway:
+    """POSTs each SMS over HTTP/1.1 keep-alive connections of the standard library, one per
+    thread (``http.client``: several times less CPU per request than httpx, which matters
+    at hundreds of SMS per second on a few cores; docs/benchmarks.md)."""
+
     name = "http"
 
     def __init__(
@@ -81,52 +88,103 @@ class HttpGateway:
         self.retries = retries
         self.backoff = backoff
         self.deduplicates = deduplicates
-        headers = {"Authorization": auth_header} if auth_header else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers)
+        self.timeout = timeout
+        self.auth = {"Authorization": auth_header} if auth_header else {}
+        target = urllib.parse.urlsplit(url)
+        if target.scheme not in {"http", "https"} or not target.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self._target = target
+        self._path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        self._local = threading.local()  # this thread's connection
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self._target.scheme == "https" else http.client.HTTPConnection
+            connection = kind(self._target.hostname or "", self._target.port, timeout=self.timeout)
+            self._local.connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
+    def _post(self, payload: bytes, headers: dict[str, str]) -> Answer:
+        """One POST; a kept-alive connection the server closed meanwhile is opened again at once
+        (not an attempt); any other failure closes it and raises."""
+        for fresh in (getattr(self._local, "connection", None) is None, True):
+            connection = self._connection()
+            try:
+                connection.request("POST", self._path, body=payload, headers={**self.auth, **headers})
+                response = connection.getresponse()
+                answer = Answer(response.status, response.read())
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop()
+                if fresh:
+                    raise
+                continue
+            except BaseException:
+                self._drop()
+                raise
+            if response.will_close:
+                self._drop()
+            return answer
+        raise AssertionError("unreachable")
 
     def send(self, sms_id: str, to: str, body: str) -> Delivery:
         payload = json.dumps({"id": sms_id, "to": to, "body": body}).encode()
         headers = {"Idempotency-Key": sms_id, "Content-Type": "application/json"}
-        delivery, response = post_with_retries(
-            self.client, self.url, payload, lambda: headers, retries=self.retries, backoff=self.backoff
+        delivery, answer = post_with_retries(
+            lambda: self._post(payload, headers), retries=self.retries, backoff=self.backoff
         )
-        if delivery.ok and response is not None:
-            return Delivery(ok=True, attempts=delivery.attempts, message_id=_message_id(response))
+        if delivery.ok and answer is not None:
+            return Delivery(ok=True, attempts=delivery.attempts, message_id=_message_id(answer.body))
         return delivery
 
 
-def post_with_retries(
-    client: httpx.Client,
-    url: str,
-    content: bytes,
-    headers: Callable[[], dict[str, str]],
-    *,
-    retries: int,
-    backoff: float,
-) -> tuple[Delivery, httpx.Response | None]:
-    """POST ``content``, retrying with exponential backoff on timeouts, connection errors,
-    408, 429 and 5xx; another 4xx is a failure at once. ``headers`` is asked again for
-    each attempt (a signature's timestamp is then fresh). The successful response, if any."""
+class Answer(NamedTuple):
+    """An HTTP answer: status and body."""
+
+    status: int
+    body: bytes
+
+
+def httpx_post(client: httpx.Client, url: str, content: bytes, headers: dict[str, str]) -> Answer:
+    """One POST through httpx (the webhook sender's transport)."""
+    response = client.post(url, content=content, headers=headers)
+    return Answer(response.status_code, response.content)
+
+
+#: what a failed POST raises, whichever transport: a timeout, a refused or broken connection
+TRANSPORT_ERRORS = (httpx.HTTPError, OSError, http.client.HTTPException)
+
+
+def post_with_retries(post: Callable[[], Answer], *, retries: int, backoff: float) -> tuple[Delivery, Answer | None]:
+    """``post()`` (asked again for each attempt: a signature's timestamp is then fresh),
+    retrying with exponential backoff on timeouts, connection errors, 408, 429 and 5xx;
+    another 4xx is a failure at once. The successful answer, if any."""
     reason = ""
     for attempt in range(1, retries + 2):
         if attempt > 1:
             time.sleep(backoff * 2 ** (attempt - 2))
         try:
-            response = client.post(url, content=content, headers=headers())
-        except httpx.HTTPError as error:
+            answer = post()
+        except TRANSPORT_ERRORS as error:
             reason = f"{type(error).__name__}: {error}"
             continue
-        if response.is_success:
-            return Delivery(ok=True, attempts=attempt, status=response.status_code), response
-        reason = f"HTTP {response.status_code}: {response.text[:200]}"
-        if response.status_code < 500 and response.status_code not in _RETRYABLE:
-            return Delivery(ok=False, attempts=attempt, reason=reason, status=response.status_code), None
+        if 200 <= answer.status < 300:
+            return Delivery(ok=True, attempts=attempt, status=answer.status), answer
+        reason = f"HTTP {answer.status}: {answer.body[:200].decode(errors='replace')}"
+        if answer.status < 500 and answer.status not in _RETRYABLE:
+            return Delivery(ok=False, attempts=attempt, reason=reason, status=answer.status), None
     return Delivery(ok=False, attempts=retries + 1, reason=reason), None
 
 
-def _message_id(response: httpx.Response) -> str | None:
+def _message_id(body: bytes) -> str | None:
     try:
-        value = response.json().get("id")
+        value = json.loads(body).get("id")
     except (ValueError, AttributeError):
         return None
     return str(value) if value is not None else None

@@ -37,6 +37,19 @@ class Suppressions:
         #: a tenant's secret never changes once made: safe to keep
         self._secrets: dict[str, bytes] = {}
 
+    def known(self, tenant: str) -> bool:
+        """Whether this process holds the tenant's secret (it never changes once made)."""
+        return tenant in self._secrets
+
+    def secret_field(self, tenant: str) -> tuple[str, str]:
+        """Where the tenant's secret is kept (hash, field): for a read along with others."""
+        return self.registry.suppression_secrets, tenant
+
+    def prime(self, tenant: str, secret: bytes | None) -> None:
+        """Keep a secret read along with other things (``secret_field``)."""
+        if secret is not None:
+            self._secrets[tenant] = secret
+
     def _secret(self, tenant: str, *, create: bool) -> bytes | None:
         secret = self._secrets.get(tenant)
         if secret is not None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol, cast
@@ -44,7 +45,7 @@ from events.keys import ShardKeys, decode_originator_id
 from events.store import RedisFactory, StreamEntries, register_lua
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
 from services.config import Settings
-from services.ledger import Ledger
+from services.ledger import Ledger, SmsPlan
 from services.rules import Context
 from services.rules import sms as sms_rules
 from services.sms import Sms, project_sms
@@ -74,6 +75,13 @@ class LogFollower:
     #: whether its work may be split by the entry's aggregate (workers/partitions.py): only
     #: for a follower whose decisions for one aggregate depend on nothing another writes
     partitioned = False
+    #: seconds the worker loop lets entries gather after a short batch before reading again:
+    #: fewer, larger batches (each costs reads and a position write whatever its size) for
+    #: a follower whose effects may come that much later
+    linger = 0.05
+    #: seconds a lazily run follower (``run_once(lazy=True)``) may leave its position
+    #: unwritten when only the position moved (nothing decided)
+    position_lag = 1.0
 
     @classmethod
     def in_flight(cls) -> int:
@@ -109,6 +117,11 @@ class LogFollower:
         # decisions of a batch made ahead, in threads (``_Ahead``); written in log order
         self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix=self.name) if self.parallel > 1 else None
         self._dead_letter = register_lua(self.client, "workers", "dead_letter.lua")
+        #: where this unit has got to (None: read the stored position), and what it last
+        #: stored itself; between them only entries that decided nothing (``run_once(lazy=True)``)
+        self._covered: int | None = None
+        self._stored = 0
+        self._stored_at = 0.0
 
     @property
     def mapper(self) -> StructMapper:
@@ -123,16 +136,48 @@ class LogFollower:
         value = self.client.hget(self.keys.tracking, self.name)
         return int(cast(bytes, value)) if value is not None else 0
 
+    def forget_position(self) -> None:
+        """Read the stored position again next time (another process may have moved it)."""
+        self._covered = None
+
+    def _track(self, tenant_id: str | None, events: Sequence[DomainEvent], nid: int) -> None:
+        """Save what was decided with the position ``nid``, in one write."""
+        self.ledger.save_tracked(tenant_id, events, Tracking(self.name, nid))
+        self._covered = self._stored = nid
+        self._stored_at = time.monotonic()
+
+    def store_position(self) -> None:
+        """Write the position a lazy run left unwritten, if any (before the loop waits)."""
+        if self._covered is not None and self._covered > self._stored:
+            try:
+                self._track(None, [], self._covered)
+            except IntegrityError:  # a twin moved it: read it again
+                self._covered = None
+
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         """(tenant, events to record) for one wanted event."""
         raise NotImplementedError
 
-    def run_once(self) -> int:
-        """Handle the next batch of log entries; returns how many entries it covered."""
+    def run_once(self, *, lazy: bool = False) -> int:
+        """Handle the next batch of log entries; returns how many entries it covered.
+
+        ``lazy`` (the worker loop): the position is kept in memory between batches, and a
+        batch that decided nothing leaves it unwritten for up to ``position_lag`` seconds
+        (``store_position`` writes it before the loop waits). A kill meanwhile only makes
+        the next holder go over entries that decided nothing; their decisions are
+        written with their positions as always, so nothing is done twice."""
         if not self._adopted:  # this layout of partitions, before the first position is read
             adopt(self.client, self.keys, self.follower, self.partitions)
             self._adopted = True
-        position = self.position()
+        if not lazy or self._covered is None:
+            self._covered = self._stored = self.position()
+        try:
+            return self._run_batch(self._covered, lazy)
+        except BaseException:
+            self._covered = None  # whatever happened, read the stored position next time
+            raise
+
+    def _run_batch(self, position: int, lazy: bool) -> int:
         entries: StreamEntries = read_log(self.client, self.keys, position, None, self.batch_size)
         if not entries:
             return 0
@@ -148,7 +193,7 @@ class LogFollower:
             nonlocal recorded
             if pending:
                 events = [event for _, (_, decided) in pending for event in decided]
-                self.ledger.save_tracked(pending[0][1][0], events, Tracking(self.name, pending[-1][0]))
+                self._track(pending[0][1][0], events, pending[-1][0])
                 recorded = pending[-1][0]
                 pending.clear()
 
@@ -175,15 +220,20 @@ class LogFollower:
                     recorded = nid
             flush()
             last = int(entries[-1][0].split(b"-")[0])
-            if last > recorded:  # nothing to record at the end of the batch: move the position alone
-                self.ledger.save_tracked(None, [], Tracking(self.name, last))
+            self._stored = max(self._stored, recorded)  # ``recorded`` was written (by whichever script)
+            # nothing to record at the end of the batch: move the position alone (lazily: later)
+            if last > recorded and (not lazy or time.monotonic() - self._stored_at >= self.position_lag):
+                self._track(None, [], last)
+            self._covered = last
         except IntegrityError:
+            self._covered = None
             return 0  # a twin follower recorded this position first: read the position again
         return len(entries)
 
     def wait_for_more(self, timeout_ms: int) -> None:
         """Block until the log has an entry after the position (or the timeout passes)."""
-        self.client.xread({self.keys.log: f"{self.position()}-0"}, count=1, block=timeout_ms)
+        position = self._covered if self._covered is not None else self.position()
+        self.client.xread({self.keys.log: f"{position}-0"}, count=1, block=timeout_ms)
 
     def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
         """The batch's entries to decide, with their positions: those of the wanted types."""
@@ -206,7 +256,7 @@ class LogFollower:
         tenant, events = decided
         if not events:
             return False
-        self.ledger.save_tracked(tenant, events, Tracking(self.name, nid))
+        self._track(tenant, events, nid)
         return True
 
     def decode(self, fields: dict[bytes, bytes]) -> DomainEvent:
@@ -274,6 +324,7 @@ class SmsPlanner(LogFollower):
     #: a selection's SMS depends on its own interaction only (a correction on its selection)
     parallel = 16
     partitioned = True  # by interaction
+    linger = 0.005  # the SMS goes from here: a short wait only
 
     def __init__(self, settings: Settings, gateway: Gateway | None = None, **options: int) -> None:
         super().__init__(settings, **options)
@@ -281,13 +332,16 @@ class SmsPlanner(LogFollower):
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
-        requested = self.ledger.sms_requests(event)
+        plan = self.ledger.sms_plan(event)
+        requested = plan.events
         last = requested[-1] if requested else None
         if self.gateway is not None and isinstance(last, SmsRequested) and not last.draft:
             sms = project_sms(None, [last])
             assert sms is not None
             ctx = Context(sms.tenant_id, "system", now())
-            return event.tenant_id, [*requested, *send_or_refuse(self.ledger, self.gateway, sms, ctx)]
+            # the contact and the tenant's suppressions as the plan read them, a moment ago
+            sent = send_or_refuse(self.ledger, self.gateway, sms, ctx, plan=plan)
+            return event.tenant_id, [*requested, *sent]
         return event.tenant_id, requested
 
 
@@ -361,15 +415,21 @@ class SmsSender(LogFollower):
         return tenant_id, send_or_refuse(self.ledger, self.gateway, sms, ctx)
 
 
-def send_or_refuse(ledger: Ledger, gateway: Gateway, sms: Sms, ctx: Context) -> list[DomainEvent]:
+def send_or_refuse(
+    ledger: Ledger, gateway: Gateway, sms: Sms, ctx: Context, *, plan: SmsPlan | None = None
+) -> list[DomainEvent]:
     """Just before sending (planner or sender): refused when the contact opted out since the
-    request, or the contact or its number was erased (docs/erasure.md); else sent."""
+    request, or the contact or its number was erased (docs/erasure.md); else sent. ``plan``:
+    the request was just made from it, so its contact is the one to check (not read again)."""
     contact_id = sms.request.contact_id
-    contact = ledger.contact(sms.tenant_id, contact_id) if contact_id else None
+    if plan is not None:
+        contact, suppressing = plan.contact, plan.suppressing
+    else:
+        contact, suppressing = (ledger.contact(sms.tenant_id, contact_id) if contact_id else None), True
     to_number = sms.request.to_number
     assert to_number is not None  # a request without a number is suppressed when made
     # an erased contact's request reads back "[erased]" (no key): refused like its number
-    erased = to_number == ERASED or ledger.erased(sms.tenant_id, contact, (to_number,))
+    erased = to_number == ERASED or ledger.erased(sms.tenant_id, contact, (to_number,), suppressing=suppressing)
     return sms_rules.refused_before_sending(sms, contact, ctx, erased=erased) or deliver(gateway, sms, ctx)
 
 

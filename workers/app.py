@@ -163,24 +163,31 @@ def _following(
     """One loop per action follower, so a slow or failing one holds up no other: it runs
     while the log has entries for it and this process holds its lease, waits on the log
     (XREAD BLOCK) when it has none, and backs off after a failure (its position says where
-    to go on)."""
+    to go on). Caught up, it lets the next entries gather for ``linger`` seconds, and it
+    keeps its position in memory while it holds the lease (``run_once(lazy=True)``)."""
 
     async def loop() -> None:
         failures = 0
         while True:
             if not leases.holds(follower.name):  # another process runs it
+                follower.forget_position()  # and moves it meanwhile
                 await asyncio.sleep(beat)
                 continue
             try:
-                covered = await asyncio.to_thread(follower.run_once)
+                covered = await asyncio.to_thread(follower.run_once, lazy=True)
+                if not covered:
+                    await asyncio.to_thread(follower.store_position)
                 failures = 0
             except Exception:
                 failures += 1
                 log.exception("%s failed (%d in a row)", follower.name, failures)
                 await asyncio.sleep(min(interval * 2**failures, 10.0))
                 continue
+            if covered >= follower.batch_size:
+                continue  # more is waiting
             if not covered:
                 await asyncio.to_thread(follower.wait_for_more, int(min(1000, beat * 1000)))
+            await asyncio.sleep(follower.linger)
 
     return loop
 

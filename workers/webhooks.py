@@ -21,12 +21,14 @@ from collections.abc import Sequence
 import httpx
 
 from events.codec import DomainEvent, now
+from events.store import StreamEntries
 from events.types import OutcomeCorrected, OutcomeSelected, WebhookDelivered, WebhookFailed
-from services.catalogue import Webhook
+from services.catalogue import Catalogue, Webhook
 from services.config import Settings
+from services.errors import NotFound
 from services.interactions import source_of
 from services.rules import Context, make
-from services.sms_gateway import Delivery, post_with_retries
+from services.sms_gateway import Delivery, httpx_post, post_with_retries
 from services.webhook_signing import signature_header
 from services.webhooks import OutcomeEvent, delivery_id, idempotency_key, matches, payload, signing_secrets
 from workers.actions import LogFollower
@@ -64,7 +66,7 @@ class WebhookSender:
             }
 
         delivery, _ = post_with_retries(
-            self.client, hook.url, body, headers, retries=self.retries, backoff=self.backoff
+            lambda: httpx_post(self.client, hook.url, body, headers()), retries=self.retries, backoff=self.backoff
         )
         return delivery
 
@@ -95,11 +97,32 @@ class WebhookDispatcher(LogFollower):
     def __init__(self, settings: Settings, sender: WebhookSender | None = None, **options: int) -> None:
         super().__init__(settings, **options)
         self.sender = sender or WebhookSender.from_env()
+        #: the tenants' catalogues as read for this batch (once each, not once per entry)
+        self._catalogues: dict[str, Catalogue] = {}
+
+    def run_once(self, *, lazy: bool = False) -> int:
+        self._catalogues.clear()  # a webhook registered meanwhile counts from the next batch on
+        return super().run_once(lazy=lazy)
+
+    def _catalogue(self, tenant_id: str) -> Catalogue:
+        if (catalogue := self._catalogues.get(tenant_id)) is None:
+            catalogue = self._catalogues[tenant_id] = self.ledger.catalogue(tenant_id)
+        return catalogue
+
+    def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
+        # a tenant without webhooks: its selections are passed over undecoded
+        return [(nid, f) for nid, f in super().select(entries) if b"n" not in f or self._hooked(f[b"n"].decode())]
+
+    def _hooked(self, tenant_id: str) -> bool:
+        try:
+            return bool(self._catalogue(tenant_id).webhooks)
+        except NotFound:  # no such tenant (any more): decided, and dead-lettered, as before
+            return True
 
     def decide(self, event: DomainEvent) -> tuple[str | None, Sequence[DomainEvent]]:
         assert isinstance(event, OutcomeSelected | OutcomeCorrected)
         tenant_id = event.tenant_id
-        hooks = [h for h in self.ledger.catalogue(tenant_id).webhooks.values() if matches(h, event)]
+        hooks = [h for h in self._catalogue(tenant_id).webhooks.values() if matches(h, event)]
         recorded: list[DomainEvent] = []
         for hook in sorted(hooks, key=lambda h: h.webhook_id):
             if self._recorded(event, hook):
