@@ -7,8 +7,7 @@ import re
 import secrets
 import threading
 
-import redis
-
+from events.connect import redis_client
 from events.keys import IngestKeys, ShardKeys
 from projections.base import current
 from services.config import Settings
@@ -24,7 +23,7 @@ _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.client = redis.Redis.from_url(self.settings.redis_url)
+        self.client = redis_client(self.settings.redis_url)
         self.registry = Registry(self.client, self.settings.key_prefix)
         self._ledgers: dict[str, Ledger] = {}
         #: tenant -> shard: assigned once at creation and never moved, so safe to keep
