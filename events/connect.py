@@ -10,6 +10,7 @@ worker's broker connects to the master that owns its shard's slot (``node_url``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -79,3 +80,14 @@ def server_clients(client: redis.Redis) -> list[redis.Redis]:
     if isinstance(client, RedisCluster):
         return [client.get_redis_connection(node) for node in client.get_primaries()]
     return [client]
+
+
+def slot_groups(client: redis.Redis, keys: Sequence[str]) -> list[list[str]]:
+    """``keys`` in groups that one multi-key command (e.g. XREADGROUP) may take: all
+    together on one server; by hash slot on a cluster (CROSSSLOT otherwise)."""
+    if not isinstance(client, RedisCluster):
+        return [list(keys)] if keys else []
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(client.keyslot(key), []).append(key)  # type: ignore[no-untyped-call]
+    return list(groups.values())
