@@ -91,6 +91,10 @@ class Runtime:
                 "+@stream",
                 "+ping",
                 "+hello",
+                # what a cluster client asks first: which master holds the stream, and
+                # where commands keep their keys (no data)
+                "+cluster|slots",
+                "+command",
             )
         return username, password, keys
 
