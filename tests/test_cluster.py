@@ -136,6 +136,20 @@ def test_ingest_reads_tenants_whose_streams_lie_in_other_slots(spread: Runtime) 
         runner.close()
 
 
+def test_an_ingest_user_reaches_its_stream_through_a_cluster_client(spread: Runtime) -> None:
+    tenant = one_tenant_per_shard()["s02"]
+    spread.create_tenant(tenant, tenant)
+    username, password, keys = spread.create_ingest_user(tenant)
+    url = spread.settings.redis_url.replace("://", f"://{username}:{password}@", 1)
+    client = redis_client(url)
+    try:
+        assert client.xadd(keys.ingest, {"type": "call.started", "body": "{}"})
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.xrange(spread.shard_keys(tenant).log)
+    finally:
+        client.close()
+
+
 def test_the_durability_check_reads_every_master(cluster_url: str) -> None:
     client = redis_client(cluster_url)
     assert not check_durability(client).weak
