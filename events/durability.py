@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import redis
 
+from events.connect import server_clients
+
 __all__ = [
     "ALLOW_WEAK_ENV",
     "DurabilityReport",
@@ -72,6 +74,12 @@ def _config_get(client: redis.Redis, name: str) -> str | None:
     return None
 
 
+def _setting(client: redis.Redis, name: str) -> str | None:
+    """The setting on every server (each master of a cluster): "a/b" when they differ."""
+    values = sorted({_config_get(server, name) or "" for server in server_clients(client)})
+    return "/".join(values) or None
+
+
 def check_durability(client: redis.Redis, *, allow_weak: bool = False) -> DurabilityReport:
     """Read ``appendonly`` and ``appendfsync`` from the server and judge them.
 
@@ -82,7 +90,7 @@ def check_durability(client: redis.Redis, *, allow_weak: bool = False) -> Durabi
     """
     override = f"set {ALLOW_WEAK_ENV}=1 to run anyway with weak durability"
     try:
-        found = {name: _config_get(client, name) for name in REQUIRED}
+        found = {name: _setting(client, name) for name in REQUIRED}
     except redis.ResponseError as error:  # unknown command (renamed/disabled), NOPERM (ACL)
         report = DurabilityReport(None, None, (f"CONFIG GET refused: {error}",))
         message = (

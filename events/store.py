@@ -44,6 +44,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, resolve_topic, strtobool
 from redis.commands.core import Script
 
+from events.connect import node_client, redis_client
 from events.keys import (
     DEFAULT_PREFIX,
     DEFAULT_SHARD,
@@ -210,7 +211,8 @@ class GroupCommitter:
         packed = msgspec.msgpack.encode(payloads)
         script = self._conn.append
         if lane.connection is None:
-            lane.connection = self._conn.client.connection_pool.get_connection()
+            # the server holding the shard (its master, on a cluster: the whole shard is one slot)
+            lane.connection = node_client(self._conn.client, self._conn.keys.log).connection_pool.get_connection()
         connection = lane.connection
         log, prefix = self._args
         try:
@@ -538,7 +540,7 @@ class RedisApplicationRecorder(ApplicationRecorder):
         try:
             results = self._select_many(wanted, keys)
         except redis.exceptions.NoScriptError:  # nothing ran: load the script and go again
-            self.conn.client.script_load(self.conn.select.script)
+            node_client(self.conn.client, self.keys.log).script_load(self.conn.select.script)
             results = self._select_many(wanted, keys)
         except redis.ResponseError as error:
             raise _script_error(error) from error
@@ -552,18 +554,20 @@ class RedisApplicationRecorder(ApplicationRecorder):
         self, wanted: Sequence[tuple[UUID, int | None]], keys: Sequence[str | tuple[str, str]] = ()
     ) -> list[Any]:
         # EVALSHA by hand: a pipeline running a Script object first asks SCRIPT EXISTS,
-        # a round trip of its own
-        pipe = self.conn.client.pipeline(transaction=False)
+        # a round trip of its own. On the shard's server: a cluster pipeline refuses EVALSHA.
+        server = node_client(self.conn.client, self.keys.log)
+        pipe = server.pipeline(transaction=False)
         for originator_id, gt in wanted:
             lo, hi = _bounds(gt, None)
             index = self.keys.aggregate_index(originator_id)
             pipe.evalsha(self.conn.select.sha, 2, self.keys.log, index, lo, hi, "asc", 0)
-        for key in keys:  # plain values read along (a data subject's key, a tenant's secret)
-            if isinstance(key, tuple):
-                pipe.hget(*key)
-            else:
-                pipe.get(key)
-        return pipe.execute()
+        # plain values read along (a data subject's key, a tenant's secret: a (hash, field)
+        # pair is an HGET); on a cluster they live in slots of their own, read apart
+        together = server is self.conn.client
+        for key in keys if together else ():
+            _read_value(pipe, key)
+        results = pipe.execute()
+        return results if together else [*results, *(_read_value(self.conn.client, key) for key in keys)]
 
     def select_notifications(
         self,
@@ -603,6 +607,11 @@ class RedisApplicationRecorder(ApplicationRecorder):
         return RedisSubscription(self, gt=gt, topics=topics)
 
 
+def _read_value(client: Any, key: str | tuple[str, str]) -> Any:
+    """GET a key, or HGET a (hash, field) pair (on a client or a pipeline)."""
+    return client.hget(*key) if isinstance(key, tuple) else client.get(key)
+
+
 class RedisSubscription(Subscription[RedisApplicationRecorder]):
     """Iterates over the log, blocking on XREAD for new entries."""
 
@@ -613,7 +622,7 @@ class RedisSubscription(Subscription[RedisApplicationRecorder]):
         self._buffer: list[Notification] = []
         self._wanted = set(topics)
         # A connection of its own: a blocking read must not hold a pooled one hostage.
-        self._client = redis.Redis(connection_pool=recorder.conn.client.connection_pool)
+        self._client = redis.Redis(connection_pool=node_client(recorder.conn.client, recorder.keys.log).connection_pool)
 
     def __next__(self) -> Notification:
         while not self._has_been_stopped:
@@ -680,7 +689,7 @@ class RedisFactory(InfrastructureFactory[RedisTrackingRecorder]):
             self.env.get(self.REDIS_SHARD) or DEFAULT_SHARD,
             self.env.get(self.REDIS_KEY_PREFIX) or DEFAULT_PREFIX,
         )
-        self.client = redis.Redis.from_url(url)
+        self.client = redis_client(url)
         self.connection = RedisConnection(self.client, keys)
         self.group_commit = strtobool(self.env.get(self.REDIS_GROUP_COMMIT) or "yes")
 

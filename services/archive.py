@@ -48,6 +48,7 @@ from events.archive import (
 )
 from events.chain import ZERO, link_hash
 from events.codec import recorded_at
+from events.connect import node_client
 from events.keys import ShardKeys
 from events.store import StreamEntries, xrange
 from services.checkpoints import Checkpoint, read_checkpoints
@@ -234,7 +235,7 @@ class Archiver:
             for position, originator, hash_ in zip(*columns, strict=True):
                 heads[originator] = f"{position} {hash_}"
         newest = self._newest_positions(list(heads))
-        pipe = self.client.pipeline(transaction=True)
+        pipe = node_client(self.client, self.keys.log).pipeline(transaction=True)  # the shard's server
         archived = {oid: value for oid, value in heads.items() if newest.get(oid) == value.split(" ")[0]}
         if archived:
             pipe.hset(self.keys.archived_heads, mapping=archived)  # type: ignore[arg-type]

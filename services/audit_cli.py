@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 import msgspec
-import redis
 
+from events.connect import redis_client
 from events.keys import ShardKeys
 from services.checkpoints import ChainBroken, Checkpointer, KeyRing, generate_key
 from services.config import Settings
@@ -39,7 +39,7 @@ def verify_command(shards: tuple[str, ...], public_keys: tuple[str, ...], as_jso
     """Walk every shard's log, hash chains, indexes and signed checkpoints; name the first
     edited, removed, reordered or cut-off event. Exit 0 intact, 1 tampered, 2 cannot verify."""
     settings = Settings.from_env()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         ring = KeyRing.from_settings(settings, public_keys)
         names = list(shards) or shards_of(client, settings.key_prefix, settings.shard)
@@ -76,7 +76,7 @@ def checkpoint_write(shard: str | None) -> None:
     settings = Settings.from_env()
     if not settings.checkpoint_key:
         raise click.ClickException("OUTCOMES_CHECKPOINT_KEY (the signing key's file) is not set")
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         checkpointer = Checkpointer.for_settings(settings, client, shard)
         assert checkpointer is not None  # the key is set

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import click
-import redis
 
+from events.connect import redis_client
 from events.durability import WeakDurability, check_durability
 from services.audit_cli import checkpoint, verify_command
 from services.backup_cli import backup_command, restore_command
@@ -30,7 +30,7 @@ def _settings() -> Settings:
 
 
 def _check_durability(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         report = check_durability(client, allow_weak=settings.allow_weak_durability)
     except WeakDurability as error:
@@ -252,7 +252,7 @@ def _dead_letters() -> list[DeadLetter]:
     from workers.actions import dead_letters
 
     settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         return dead_letters(client, ShardKeys(settings.shard, settings.key_prefix))
     finally:
@@ -360,7 +360,7 @@ def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: fl
     from projections.replay import ProgressReport, Replayer
 
     settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     keys = ShardKeys(shard or settings.shard, settings.key_prefix)
     mapper = StructMapper(keys=SubjectKeys(client, settings.key_prefix))
     replayer = Replayer(client, keys, mapper, batch_size=batch_size, grace=grace, report=ProgressReport(sys.stderr))
@@ -439,7 +439,7 @@ def archive(
     if (hot_days is None) == (before_position is None):
         raise click.UsageError("give exactly one of --hot-days and --before-position")
     settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     keys = ShardKeys(shard or settings.shard, settings.key_prefix)
     try:
         run = Archiver(client, keys, url or settings.archive_url, segment_size).run(before_position, hot_days)

@@ -34,6 +34,10 @@ class Settings:
     #: each partitioned action follower's work is split in this many parts by the log
     #: entry's aggregate, each a unit with its own position and lease (workers/partitions.py)
     action_partitions: int = 1
+    #: the shards new tenants are placed on (``services.registry.place_tenant``); empty: ``shard``.
+    #: Over a Redis Cluster each shard is one hash slot, so tenants spread over its masters
+    #: (docs/cluster.md); each shard needs a worker of its own (``REDIS_SHARD``)
+    tenant_shards: tuple[str, ...] = ()
 
     @staticmethod
     def from_env() -> Settings:
@@ -52,6 +56,9 @@ class Settings:
             checkpoint_every_seconds=float(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_SECONDS", "60")),
             archive_url=os.environ.get("OUTCOMES_ARCHIVE_URL") or "archive",
             action_partitions=int(os.environ.get("OUTCOMES_ACTION_PARTITIONS", "1")),
+            tenant_shards=tuple(
+                s.strip() for s in os.environ.get("OUTCOMES_TENANT_SHARDS", "").split(",") if s.strip()
+            ),
         )
 
     def ledger_env(self) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
@@ -36,6 +37,15 @@ class Authorised(msgspec.Struct, frozen=True):
     shard: str | None
     count: int
     limit: int
+
+
+def place_tenant(tenant_id: str, shards: Sequence[str]) -> str:
+    """The shard a new tenant lives on for good: spread by a hash of its id, so placing
+    needs no shared counter (the registry keeps the answer; changing ``shards`` later moves
+    no existing tenant)."""
+    if not shards:
+        raise ValueError("no shard to place the tenant on")
+    return shards[int.from_bytes(hashlib.sha256(tenant_id.encode()).digest()[:8], "big") % len(shards)]
 
 
 def _digest(secret: str) -> str:

@@ -7,15 +7,14 @@ import re
 import secrets
 import threading
 
-import redis
-
+from events.connect import redis_client, server_clients
 from events.keys import IngestKeys, ShardKeys
 from projections.base import current
 from services.config import Settings
 from services.errors import NotFound, RateLimited
 from services.ledger import Ledger
 from services.permissions import Role
-from services.registry import ApiKey, Authorised, Registry
+from services.registry import ApiKey, Authorised, Registry, place_tenant
 from services.rules.config import check_time_zone
 
 _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -24,7 +23,7 @@ _TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 class Runtime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        self.client = redis.Redis.from_url(self.settings.redis_url)
+        self.client = redis_client(self.settings.redis_url)
         self.registry = Registry(self.client, self.settings.key_prefix)
         self._ledgers: dict[str, Ledger] = {}
         #: tenant -> shard: assigned once at creation and never moved, so safe to keep
@@ -61,11 +60,12 @@ class Runtime:
         return self.ledger_for_shard(self.shard_of(tenant_id))
 
     def create_tenant(self, tenant_id: str, name: str, time_zone: str = "UTC") -> tuple[ApiKey, str]:
-        """Register the tenant on the default shard, record it, and issue its first admin key."""
+        """Register the tenant on its shard (``place_tenant`` over ``tenant_shards``, else the
+        configured shard), record it, and issue its first admin key."""
         if not _TENANT_ID.match(tenant_id):
             raise ValueError("tenant id: 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")
         check_time_zone(time_zone)  # before the id is taken
-        shard = self.settings.shard
+        shard = place_tenant(tenant_id, self.settings.tenant_shards or (self.settings.shard,))
         self.registry.assign_shard(tenant_id, shard)
         self.ledger_for_shard(shard).create_tenant(tenant_id, name, time_zone)
         return self.registry.issue_key(tenant_id, Role.ADMIN)
@@ -79,18 +79,23 @@ class Runtime:
         keys = IngestKeys(tenant_id, self.settings.key_prefix)
         username = f"ingest-{tenant_id}"
         password = secrets.token_urlsafe(24)
-        self.client.execute_command(  # type: ignore[no-untyped-call]
-            "ACL",
-            "SETUSER",
-            username,
-            "reset",
-            "on",
-            f">{password}",
-            f"~{keys.pattern}",
-            "+@stream",
-            "+ping",
-            "+hello",
-        )
+        for server in server_clients(self.client):  # a cluster's masters each keep their own users
+            server.execute_command(  # type: ignore[no-untyped-call]
+                "ACL",
+                "SETUSER",
+                username,
+                "reset",
+                "on",
+                f">{password}",
+                f"~{keys.pattern}",
+                "+@stream",
+                "+ping",
+                "+hello",
+                # what a cluster client asks first: which master holds the stream, and
+                # where commands keep their keys (no data)
+                "+cluster|slots",
+                "+command",
+            )
         return username, password, keys
 
     def admit(self, found: Authorised) -> ApiKey:

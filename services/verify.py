@@ -35,6 +35,7 @@ import redis
 
 from events.archive import Archive, ArchiveError, read_log, read_segment_bytes, sha256
 from events.chain import ZERO, event_hash, link_hash
+from events.connect import node_client
 from events.keys import RegistryKeys, ShardKeys
 from events.store import StreamEntries, register_lua, xrange
 from services.checkpoints import Checkpoint, KeyRing, read_checkpoints
@@ -442,7 +443,8 @@ class ShardVerifier:
     def _snapshot(self) -> _Ends:
         """The head and the stream's last generated id, read together before the walk: the
         walk stops there, so events appended meanwhile are neither walked nor missed."""
-        pipe = self.client.pipeline(transaction=True)
+        # MULTI on the shard's server (on a cluster, its master: the shard is one slot)
+        pipe = node_client(self.client, self.keys.log).pipeline(transaction=True)
         pipe.hmget(self.keys.head, ["n", "c"])
         pipe.xinfo_stream(self.keys.log)
         (head_n, head_c), info = pipe.execute(raise_on_error=False)

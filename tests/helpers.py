@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from events.types import OutcomeDefinition, OutcomeFlags, ProjectSettings
 from services.config import Settings
@@ -16,6 +19,15 @@ from services.rules.interactions import Choice
 from services.runtime import Runtime
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+def all_on_cluster() -> bool:
+    """``OUTCOMES_TEST_REDIS=cluster``: every test runs on the Redis Cluster (tests/conftest.py)."""
+    return os.environ.get("OUTCOMES_TEST_REDIS") == "cluster"
+
+
+#: run a test on the suite's Redis and on the 3-master Redis Cluster (once when all runs on it)
+ON_BOTH = pytest.mark.parametrize("redis_backend", ["cluster"] if all_on_cluster() else ["redis", "cluster"])
 
 
 def new_runtime(redis_url: str, shard: str) -> Runtime:

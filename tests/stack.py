@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import httpx
-import redis
 import uvicorn
 
+from events.connect import redis_client
 from events.durability import check_durability
 from events.embedded import free_port
 from services.api.app import create_app
@@ -34,7 +34,7 @@ class Stack:
             "OUTCOMES_RECLAIM_IDLE_MS": "500",
             "OUTCOMES_TIMER_LEASE_MS": "1000",
         }
-        if check_durability(redis.Redis.from_url(redis_url), allow_weak=True).weak:
+        if check_durability(redis_client(redis_url), allow_weak=True).weak:
             self.env["OUTCOMES_ALLOW_WEAK_DURABILITY"] = "1"  # a developer's own REDIS_URL
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

@@ -11,9 +11,11 @@ import redis
 
 from events.keys import ShardKeys
 from services.webhook_signing import verify
-from tests.helpers import wait_until
+from tests.helpers import ON_BOTH, wait_until
 from tests.receiver import Receiver
 from tests.stack import Stack
+
+pytestmark = ON_BOTH
 
 AT = "2026-11-30T09:00:00Z"
 LATER = "2026-11-30T09:03:00Z"

@@ -13,8 +13,10 @@ import signal
 import httpx
 import redis
 
-from tests.helpers import wait_until
+from tests.helpers import ON_BOTH, wait_until
 from tests.stack import Stack
+
+pytestmark = ON_BOTH
 
 
 def test_walking_skeleton_end_to_end(stack: Stack, redis_client: redis.Redis) -> None:

@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import redis
 
-from tests.helpers import wait_until
+from tests.helpers import ON_BOTH, wait_until
 from tests.stack import Stack
+
+pytestmark = ON_BOTH
 
 CALLS = 12
 

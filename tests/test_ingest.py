@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from events.connect import redis_client
 from events.types import OutcomeDefinition, ProjectSettings
 from services.rules import Context
 from services.runtime import Runtime
@@ -44,8 +45,9 @@ def publish(client: redis.Redis, stream: str, type_: str, body: Any, target: str
 
 
 def user_client(redis_url: str, username: str, password: str) -> redis.Redis:
+    """A client of the ingest user (a cluster client when the suite runs on the cluster)."""
     url = urlsplit(redis_url)
-    return redis.Redis(host=url.hostname or "127.0.0.1", port=url.port or 6379, username=username, password=password)
+    return redis_client(url._replace(netloc=f"{username}:{password}@{url.hostname}:{url.port or 6379}").geturl())
 
 
 def test_the_ingest_user_reaches_only_its_tenants_streams(world: tuple[Runtime, IngestRunner], redis_url: str) -> None:

@@ -21,6 +21,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 
 from events.codec import StructMapper, SubjectKeys
+from events.connect import redis_client
 from events.keys import ShardKeys
 from events.types import OutcomeDefinition
 from projections.base import current
@@ -306,7 +307,7 @@ def test_switching_over_while_the_worker_runs_and_the_log_grows_loses_nothing(st
 
 
 def test_an_unknown_view_is_refused_and_nothing_is_written(redis_url: str, shard: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     keys = ShardKeys(shard, "olx")
     try:
         with pytest.raises(ValueError, match="unknown view"):

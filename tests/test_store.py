@@ -8,11 +8,11 @@ import threading
 import uuid
 
 import pytest
-import redis
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import Environment
 from redis.crc import key_slot
 
+from events.connect import redis_client
 from events.keys import ShardKeys
 from events.store import (
     AlreadyRecorded,
@@ -101,7 +101,7 @@ def test_tenant_index_lists_the_tenants_log_positions_in_order(redis_url: str, s
 def test_every_key_of_a_shard_shares_its_hash_tag(redis_url: str, shard: str) -> None:
     rec = recorder(redis_url, shard)
     rec.insert_events(events(uuid.uuid4(), range(1, 3)), tenant="t1", idempotency_key="k", idempotency_digest="d")
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     keys = [k.decode() for k in client.scan_iter(match=f"*{{{shard}}}*")]
     assert len(keys) >= 4
     assert all(f"{{{shard}}}" in k for k in keys)

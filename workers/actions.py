@@ -41,6 +41,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from events.archive import entries_at, read_log
 from events.codec import ERASED, DomainEvent, StructMapper, now
+from events.connect import redis_client
 from events.keys import ShardKeys, decode_originator_id
 from events.store import RedisFactory, StreamEntries, register_lua
 from events.types import OutcomeCorrected, OutcomeSelected, SmsDraftApproved, SmsRequested
@@ -548,7 +549,7 @@ def requeue(settings: Settings, gateway: Gateway, entry_id: str) -> DeadLetter:
     the aggregates' versions still keep it once (a twin's write fails whole). Only the
     entry's own follower is built."""
     keys = ShardKeys(settings.shard, settings.key_prefix)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     try:
         letter = dead_letter(client, keys, entry_id)
         worker = follower(letter.worker, settings, gateway)

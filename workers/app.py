@@ -12,10 +12,11 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
-import redis
 from faststream import FastStream
 from faststream.redis import RedisBroker
 
+from events.connect import node_url, redis_client
+from events.keys import ShardKeys
 from services.checkpoints import ChainBroken, Checkpointer
 from services.config import Settings
 from services.sms_gateway import Gateway, gateway_from_env
@@ -44,7 +45,8 @@ def build_app(
 ) -> FastStream:
     settings = settings or Settings.from_env()
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    broker = RedisBroker(settings.redis_url)
+    # FastStream has no cluster broker: it speaks to the master holding the shard's slot
+    broker = RedisBroker(node_url(settings.redis_url, ShardKeys(settings.shard, settings.key_prefix).log))
     app = FastStream(broker)
     if role != "actions":
         _projections_timers_ingest(app, broker, settings, consumer, reclaim_idle_ms, timer_interval, timer_lease_ms)
@@ -89,7 +91,7 @@ def _projections_timers_ingest(
                 await asyncio.sleep(timer_interval)
 
     projections.background(app, take_ingest)
-    checkpointer = Checkpointer.for_settings(settings, redis.Redis.from_url(settings.redis_url))
+    checkpointer = Checkpointer.for_settings(settings, redis_client(settings.redis_url))
     if checkpointer is not None:
         projections.background(app, _checkpointing(checkpointer))
     else:

@@ -8,10 +8,12 @@ entries are recorded in the rejections stream and acknowledged in one script.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, cast
 
 import redis
 
+from events.connect import slot_groups
 from events.keys import IngestKeys
 from events.store import register_lua
 from services.config import Settings
@@ -63,10 +65,17 @@ class IngestRunner:
         tenants = self.tenants()
         if not tenants:
             return 0
-        streams: dict[Any, Any] = {self.keys(t).ingest: ">" for t in tenants}
-        reply = cast(
-            list[Any], self.runtime.client.xreadgroup(GROUP, self.consumer, streams, count=100, block=block_ms) or []
-        )
+        client = self.runtime.client
+        groups = slot_groups(client, [self.keys(t).ingest for t in tenants])
+        # one blocking read when one call can take every stream; on a cluster the tenants'
+        # streams lie in slots of their own: a quick read each, and a pause when all were empty
+        block = block_ms if len(groups) == 1 else None
+        reply: list[Any] = []
+        for group in groups:
+            streams: dict[Any, Any] = dict.fromkeys(group, ">")
+            reply += cast(list[Any], client.xreadgroup(GROUP, self.consumer, streams, count=100, block=block) or [])
+        if not reply and block is None:
+            time.sleep(block_ms / 1000)
         done = 0
         by_stream = {self.keys(t).ingest: t for t in tenants}
         for stream, entries in reply:

@@ -20,6 +20,7 @@ from faststream.middlewares import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 
 from events.codec import StructMapper, SubjectKeys
+from events.connect import redis_client
 from events.keys import ShardKeys
 from projections.base import catch_up_together
 from projections.models import read_models
@@ -62,7 +63,7 @@ class ProjectionRunner:
 
     def __init__(self, settings: Settings) -> None:
         self.keys = ShardKeys(settings.shard, settings.key_prefix)
-        self.client = redis.Redis.from_url(settings.redis_url)
+        self.client = redis_client(settings.redis_url)
         mapper = StructMapper(keys=SubjectKeys(self.client, settings.key_prefix))
         self.runtime = Runtime(settings)
         self.views = read_models(self.client, self.keys, mapper)

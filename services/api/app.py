@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, cast
 
 import msgspec
-import redis.asyncio
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -17,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromQuery
 from litestar.plugins.prometheus import PrometheusController
 
+from events.connect import async_redis_client
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_counts import outcome_counts
 from services import asyncapi
@@ -144,7 +144,7 @@ def create_app(runtime: Runtime | None = None) -> Litestar:
         threads = ThreadPoolExecutor(settings.api_threads, thread_name_prefix="api")
         asyncio.get_running_loop().set_default_executor(threads)
         # an asyncio client of this event loop's own, for what needs no worker thread
-        app.state.redis = redis.asyncio.Redis.from_url(settings.redis_url)
+        app.state.redis = async_redis_client(settings.redis_url)
         app.state.authoriser = Authoriser(app.state.redis, settings.key_prefix)
 
     async def on_shutdown(app: Litestar) -> None:
