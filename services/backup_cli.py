@@ -10,6 +10,7 @@ import click
 import redis
 
 from events.archive import ArchiveError
+from events.connect import is_cluster
 from events.keys import ShardKeys
 from services.audit_cli import CANNOT_VERIFY, INTACT, TAMPERED, public_key_option
 from services.backup import BackupError, Restored, restore, summary, take_backup
@@ -43,6 +44,9 @@ def backup_command(target: Path, rdb: Path | None, data_dir: Path | None, archiv
     """Back up into TARGET: a BGSAVE snapshot (RDB), the archive files it points at and
     backup.json (log heads, checkpoints, sha256 of every file)."""
     settings = Settings.from_env()
+    if is_cluster(settings.redis_url):
+        # one BGSAVE is one server's snapshot: a cluster's masters are backed up one by one
+        raise click.ClickException("backup takes one server's snapshot: back up each master (docs/backups.md)")
     client = redis.Redis.from_url(settings.redis_url)
     try:
         manifest = take_backup(
