@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import fsspec
 import msgspec
@@ -30,7 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from events.codec import recorded_at
 from events.keys import ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import RawEntries, StreamEntries, xrange, xrange_raw
 
 MANIFEST = "manifest.json"
 ROW_GROUP = 10_000  # positions are sorted: a lookup by position reads one row group
@@ -290,17 +290,45 @@ def read_log(
 ) -> StreamEntries:
     """Up to ``count`` log entries after position ``after`` (up to ``until``): from the
     archive while positions are archived, then from Redis -- what ``XRANGE`` gave before
-    the archive run. An archive run that trims meanwhile is noticed (Redis no longer
-    starts where the archive ended) and the read is done again."""
+    the archive run."""
+    return _read_log(client, keys, after, until, count, xrange, lambda entries: entries)
+
+
+def read_log_raw(
+    client: redis.Redis, keys: ShardKeys, after: int, until: int | None = None, count: int = 1000
+) -> RawEntries:
+    """``read_log`` with each entry's fields as the server sends them, a flat list (field,
+    value, ...): the bulk readers' form (``events.store.xrange_raw``)."""
+    return _read_log(client, keys, after, until, count, xrange_raw, _flat)
+
+
+def _flat(entries: StreamEntries) -> RawEntries:
+    return [(entry_id, [x for pair in fields.items() for x in pair]) for entry_id, fields in entries]
+
+
+Entries = TypeVar("Entries", StreamEntries, RawEntries)
+
+
+def _read_log(
+    client: redis.Redis,
+    keys: ShardKeys,
+    after: int,
+    until: int | None,
+    count: int,
+    xrange_: Callable[[redis.Redis, str, str, str, int], Entries],
+    archived: Callable[[StreamEntries], Entries],
+) -> Entries:
+    """An archive run that trims meanwhile is noticed (Redis no longer starts where the
+    archive ended) and the read is done again."""
     while True:
         archive = Archive.of(client, keys)
         through = archive.through if archive else 0
-        found = archive.read(after, until, count) if archive is not None and after < through else []
+        found = archived(archive.read(after, until, count)) if archive is not None and after < through else []
         if len(found) == count or (until is not None and until <= through):
             return found
         start = max(after, through)
         hi = f"{until}-0" if until is not None else "+"
-        entries = xrange(client, keys.log, f"({start}-0", hi, count - len(found))
+        entries = xrange_(client, keys.log, f"({start}-0", hi, count - len(found))
         if not entries or int(entries[0][0].split(b"-")[0]) == start + 1:
             return found + entries
         moved = Archive.of(client, keys)
