@@ -38,10 +38,12 @@ from typing import Any
 
 from litestar.testing import TestClient
 
+from bench.replay_bench import read_path
 from bench.report_load import Loaded, Shape, configure, load
 from events.codec import StructMapper, SubjectKeys
 from events.embedded import EmbeddedRedis
 from events.store import xrange
+from projections.base import bulk_gc
 from projections.outcome_mix import GroupBy, outcome_mix
 from services.api.app import create_app
 from services.config import Settings
@@ -146,6 +148,11 @@ def catch_up(runtime: Runtime, head: int, clock: Clock, each: bool) -> list[dict
 
     row("baseline: XRANGE only", lambda: raw_read(runtime))
     row("baseline: XRANGE + decode + count", lambda: decode_and_count(runtime))
+    keys, mapper = (
+        runtime.shard_keys(TENANT),
+        StructMapper(keys=SubjectKeys(runtime.client, runtime.settings.key_prefix)),
+    )
+    row("views' read path (read_batch)", lambda: read_path(runtime.client, keys, mapper))
     for view in runner.views if each else ():
         view.drop()
         row(f"view {view.name}", view.catch_up)
@@ -297,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="keep the log loaded in --data by an earlier run")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    bulk_gc()  # as the worker process does (workers/app.py)
     shape = Shape(selections=args.selections, days=args.days, projects=args.projects, agents=args.agents)
 
     work = args.data

@@ -92,15 +92,12 @@ class Batch:
 
     #: notification id of every entry read
     ids: list[int]
-    #: (notification id, event) of the entries of the types asked for
-    decoded: list[tuple[int, DomainEvent]]
+    #: the notification id of each decoded entry (those of the types asked for), in order
+    positions: list[int]
+    #: the decoded events, in the same order
+    events: list[DomainEvent]
     #: the stored type name of each decoded entry (what a view's ``topics`` name), in order
-    types: list[bytes] = field(default_factory=list)
-    #: the notification id of each decoded entry, in order (where ``after`` bisects)
-    positions: list[int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.positions = [n for n, _ in self.decoded]
+    types: list[bytes]
 
     @property
     def last(self) -> int:
@@ -111,9 +108,9 @@ class Batch:
         view of a batch filters it, so by the type name read with the entry, not per event."""
         first = bisect_right(self.positions, position)
         if topics is None:
-            return [event for _, event in self.decoded[first:]]
-        kept = zip(self.types[first:], self.decoded[first:], strict=True)
-        return [event for name, (_, event) in kept if name in topics]
+            return self.events[first:]
+        kept = zip(self.types[first:], self.events[first:], strict=True)
+        return [event for name, event in kept if name in topics]
 
     def count_after(self, position: int) -> int:
         """How many entries (decoded or not) lie after ``position``."""
@@ -128,18 +125,13 @@ def read_batch(view: View, position: int, until: int | None, topics: frozenset[b
     entries = read_log_raw(view.client, view.keys, position, until, view.batch_size)
     if not entries:
         return None
-    ids: list[int] = []
-    decoded: list[tuple[int, DomainEvent]] = []
-    types: list[bytes] = []
+    ids = [int(entry_id.split(b"-", 1)[0]) for entry_id, _ in entries]
+    kept = [(n, *_type_and_state(fields)) for n, (_, fields) in zip(ids, entries, strict=True)]
+    if topics is not None:
+        kept = [entry for entry in kept if entry[1] in topics]
     decode = view.mapper.decode
-    for entry_id, fields in entries:
-        n = int(entry_id.split(b"-", 1)[0])
-        ids.append(n)
-        name, state = _type_and_state(fields)
-        if topics is None or name in topics:
-            decoded.append((n, decode(name.decode(), state, unseal=False)))
-            types.append(name)
-    return Batch(ids, decoded, types)
+    events = [decode(name.decode(), state, unseal=False) for _, name, state in kept]
+    return Batch(ids, [n for n, _, _ in kept], events, [name for _, name, _ in kept])
 
 
 def _type_and_state(fields: list[bytes]) -> tuple[bytes, bytes]:
