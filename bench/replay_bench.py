@@ -43,13 +43,14 @@ import redis
 from bench.report_load import Loaded, Shape
 from bench.report_load import configure as report_configure
 from bench.report_load import load as report_load
+from bench.reports_bench import cpu_seconds, read_path
 from events.codec import DomainEvent, StructMapper, SubjectKeys
 from events.embedded import EmbeddedRedis, free_port
 from events.keys import ShardKeys
 from events.store import RedisApplicationRecorder, xrange
 from events.types import CallEnded, CallStarted, OutcomeDefinition, OutcomeFlags, OutcomeSelected, ProjectSettings
-from projections.base import bulk_gc, read_batch
-from projections.models import names, read_models
+from projections.base import bulk_gc
+from projections.models import names
 from projections.replay import ProgressReport, Replayer, processes_for
 from services.config import Settings
 from services.interactions import aggregate_id
@@ -145,12 +146,6 @@ def walk(
     return count
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu() -> float:
     """This process's CPU time and that of its ended children (the build processes)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -189,15 +184,6 @@ def load_reports_log(runtime: Runtime, events: int) -> None:
         print(f"  loaded {done.events:,} events ({rate:,.0f}/s)  load {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
     report_load(runtime, TENANT, shape, 500, progress)
-
-
-def read_path(client: redis.Redis, keys: ShardKeys, mapper: StructMapper) -> int:
-    """The views' read path over the whole log: ``read_batch`` (raw XRANGE reply, decoded)."""
-    view = read_models(client, keys, mapper, follow=False)[0]
-    position, n = 0, 0
-    while (batch := read_batch(view, position, None)) is not None:
-        position, n = batch.last, n + len(batch.ids)
-    return n
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,14 +36,16 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from litestar.testing import TestClient
 
-from bench.replay_bench import read_path
 from bench.report_load import Loaded, Shape, configure, load
 from events.codec import StructMapper, SubjectKeys
 from events.embedded import EmbeddedRedis
+from events.keys import ShardKeys
 from events.store import xrange
-from projections.base import bulk_gc
+from projections.base import bulk_gc, read_batch
+from projections.models import read_models
 from projections.outcome_mix import GroupBy, outcome_mix
 from services.api.app import create_app
 from services.config import Settings
@@ -99,6 +101,15 @@ def decode_and_count(runtime: Runtime, batch: int = 1000) -> int:
             counts[type(mapper.decode(fields[b"t"].decode(), fields[b"s"])).__name__] += 1
         lo = "(" + entries[-1][0].decode()
     return sum(counts.values())
+
+
+def read_path(client: redis.Redis, keys: ShardKeys, mapper: StructMapper) -> int:
+    """The views' read path over the whole log: ``read_batch`` (raw XRANGE reply, decoded)."""
+    view = read_models(client, keys, mapper, follow=False)[0]
+    position, n = 0, 0
+    while (batch := read_batch(view, position, None)) is not None:
+        position, n = batch.last, n + len(batch.ids)
+    return n
 
 
 def cpu_seconds(pid: int) -> float:
