@@ -129,9 +129,9 @@ class ProgressReport:
 # -- views in processes -------------------------------------------------------------------------------
 
 #: each view's CPU per event beyond reading and decoding the log, in units of that read
-#: (which every build process pays once): bench/replay_bench.py --each, 2026-12-03
+#: (which every build process pays once): bench/replay_bench.py --each at 1M events, 2026-12-03
 #: (docs/benchmarks.md "Rebuild at 1M (readpath)"); the light views decode two or three types
-COST = {OUTCOME_COUNTS: 0.2, OUTCOME_MIX: 3.0, INTERACTIONS: 2.5, ALERTS: 0.2, FOLLOW_UP_SLA: 0.2}
+COST = {OUTCOME_COUNTS: 0.5, OUTCOME_MIX: 6.4, INTERACTIONS: 5.1, ALERTS: 0.1, FOLLOW_UP_SLA: 0.1}
 #: below this many events to read, one process builds every view: starting another costs
 #: about a CPU-second (the interpreter and the imports), which a short replay never wins back
 PARALLEL_FROM = 200_000
