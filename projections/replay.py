@@ -253,8 +253,10 @@ class Replayer:
         processes: int | None = 1,
         redis_url: str | None = None,
     ) -> None:
-        """``processes``: how many processes build the views (None: ``processes_for``);
-        more than one needs ``redis_url`` (each connects on its own)."""
+        """``processes``: how many processes build the views (None: ``processes_for``, or one
+        without ``redis_url``); more than one needs ``redis_url`` (each connects on its own)."""
+        if processes is not None and processes > 1 and redis_url is None:
+            raise ValueError("building views in several processes needs the Redis URL (redis_url)")
         self.client = client
         self.keys = keys
         self.mapper = mapper
@@ -324,9 +326,8 @@ class Replayer:
 
     def _catch_up(self, builds: Sequence[_Build]) -> None:
         first = min(b.start for b in builds)
-        groups = plan([b.view.name for b in builds], processes_for(self.head() - first, self.processes))
-        if len(groups) > 1 and self.redis_url is None:
-            raise ValueError("building views in several processes needs the Redis URL (redis_url)")
+        requested = self.processes if self.redis_url is not None else 1
+        groups = plan([b.view.name for b in builds], processes_for(self.head() - first, requested))
         report = self.report
         if report is not None:
             if len(groups) > 1:

@@ -95,11 +95,13 @@ def test_views_are_split_over_processes_by_cost() -> None:
     assert processes_for(PARALLEL_FROM, None) == (os.cpu_count() or 1)
 
 
-def test_a_replay_in_several_processes_needs_the_redis_url(redis_url: str, shard: str) -> None:
+def test_a_replay_in_several_processes_needs_the_redis_url_and_nothing_is_written(redis_url: str, shard: str) -> None:
     client = redis.Redis.from_url(redis_url)
+    keys = ShardKeys(shard, "oly")
     try:
         with pytest.raises(ValueError, match="redis_url"):
-            Replayer(client, ShardKeys(shard, "oly"), StructMapper(), grace=0, processes=2).replay()
+            Replayer(client, keys, StructMapper(), grace=0, processes=2)
+        assert list(client.scan_iter(match=keys.prefix + "*")) == []
     finally:
         client.close()
 
