@@ -1,22 +1,27 @@
-"""Replay benchmark: ``outcomes replay`` over a log of N events, beside a raw read of that log.
+"""Replay benchmark: ``outcomes replay`` over a log of N events, beside raw reads of that log.
 
 Run from the repository root (results: docs/benchmarks.md)::
 
-    python -m bench.replay_bench                      # 1,000,000 events (about 3 minutes here)
-    python -m bench.replay_bench --events 100000      # a smoke run
+    python -m bench.replay_bench                      # 1,000,000 events (333,334 selections)
+    python -m bench.replay_bench --events 100000 --each   # a smoke run, each view alone too
     python -m bench.replay_bench --check              # exit 1 below 50,000 events/s
+    python -m bench.replay_bench --data var/rb --reuse    # again, on the log an earlier run loaded
 
-The log: a tenant configured through the Ledger (outcomes, a project), then calls written
-through the real recorder (``insert_events``, the append script with its hash chains and
-indexes) in batches of 1,000 calls: each call ``CallStarted``, ``CallEnded`` and
-``OutcomeSelected`` (one of four outcomes, five agents, starts spread over 30 days).
+The log (``--log reports``, the default): ``bench.report_load``'s tenant (50 projects, 500
+agents in 25 teams, 90 days across a DST change), N/3 calls each started, ended and given an
+outcome (1% corrected), written through the Ledger's save path. ``--log calls``: the simpler
+log of ``load`` below (calls of three events through ``insert_events``, five agents).
 
-Measured in the same run, against the same private redis-server (AOF ``appendfsync always``):
+Measured in the same run, against the same private redis-server (AOF ``appendfsync always``),
+each as wall time and CPU time (this process and its build processes, and redis-server's):
 
-* baseline: a raw ``XRANGE … COUNT 1000`` walk of the whole log (no decoding);
-* the same walk decoding every event (msgspec), what any replay must at least do;
-* ``Replayer.replay`` of each view alone, then of every view in one pass over the log (what
-  ``outcomes replay`` runs), with its progress output shown on stderr: the rebuild into a
+* baselines: a raw ``XRANGE … COUNT 1000`` walk of the whole log (redis-py's reply parsing,
+  no decoding); the same walk decoding every event (``StructMapper.decode``); the views'
+  read path (``projections.base.read_batch``: the reply as the server sends it, decoded);
+* with ``--each``: ``Replayer.replay`` of each view alone, in one process (the cost per view
+  that ``projections.replay.COST`` records);
+* every view in one process, then every view in ``--processes`` processes (default: one per
+  core, what ``outcomes replay`` does), with the progress output on stderr: the rebuild into a
   fresh generation, the switch-over and the removal of the old keys (grace 0).
 """
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -34,13 +40,18 @@ from pathlib import Path
 
 import redis
 
-from events.codec import DomainEvent, StructMapper
+from bench.report_load import Loaded, Shape
+from bench.report_load import configure as report_configure
+from bench.report_load import load as report_load
+from bench.reports_bench import cpu_seconds, read_path
+from events.codec import DomainEvent, StructMapper, SubjectKeys
 from events.embedded import EmbeddedRedis, free_port
 from events.keys import ShardKeys
 from events.store import RedisApplicationRecorder, xrange
 from events.types import CallEnded, CallStarted, OutcomeDefinition, OutcomeFlags, OutcomeSelected, ProjectSettings
+from projections.base import bulk_gc
 from projections.models import names
-from projections.replay import ProgressReport, Replayer
+from projections.replay import ProgressReport, Replayer, processes_for
 from services.config import Settings
 from services.interactions import aggregate_id
 from services.rules import Context
@@ -124,7 +135,7 @@ def load(runtime: Runtime, events: int, progress: ProgressReport) -> float:
 
 
 def walk(
-    client: redis.Redis, keys: ShardKeys, on_batch: Callable[[list[tuple[bytes, dict[bytes, bytes]]]], None]
+    client: redis.Redis, keys: ShardKeys, on_batch: Callable[[list[tuple[bytes, dict[bytes, bytes]]]], object]
 ) -> int:
     """XRANGE the whole log 1,000 at a time; returns the entries read."""
     after, count = "-", 0
@@ -135,54 +146,104 @@ def walk(
     return count
 
 
-def rate(events: int, seconds: float) -> str:
-    return f"{events:,} events in {seconds:.2f} s = {events / seconds:,.0f} events/s"
+def own_cpu() -> float:
+    """This process's CPU time and that of its ended children (the build processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+class Measure:
+    """Wall and CPU time of each step (Python, build processes included, and redis-server):
+    on a shared machine the wall time says how busy it was as much as how fast the code is."""
+
+    def __init__(self, redis_pid: int) -> None:
+        self.redis_pid = redis_pid
+
+    def run(self, what: str, step: Callable[[], int]) -> float:
+        wall, cpu, redis_cpu = time.perf_counter(), own_cpu(), cpu_seconds(self.redis_pid)
+        events = step()
+        wall = time.perf_counter() - wall
+        cpu, redis_cpu = own_cpu() - cpu, cpu_seconds(self.redis_pid) - redis_cpu
+        print(
+            f"{what:<44} {events:>10,} events {wall:7.1f} s {events / wall:>9,.0f}/s wall  "
+            f"CPU python {cpu:6.1f} s redis {redis_cpu:5.1f} s -> {events / (cpu + redis_cpu):>9,.0f} events/CPU-s  "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        return events / wall
+
+
+def load_reports_log(runtime: Runtime, events: int) -> None:
+    """``bench.report_load``'s tenant and events / 3 selections (3 events each, about)."""
+    shape = Shape(selections=-(-events // 3))
+    report_configure(runtime, TENANT, shape)
+    began = time.perf_counter()
+
+    def progress(done: Loaded) -> None:
+        rate = done.events / (time.perf_counter() - began)
+        print(f"  loaded {done.events:,} events ({rate:,.0f}/s)  load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+
+    report_load(runtime, TENANT, shape, 500, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--log", choices=("reports", "calls"), default="reports")
+    parser.add_argument("--each", action="store_true", help="also replay each view alone (one process)")
+    parser.add_argument("--processes", type=int, default=None, help="build processes (default: one per core)")
+    parser.add_argument("--data", type=Path, default=ROOT, help="redis-server's directory")
+    parser.add_argument("--reuse", action="store_true", help="keep the log loaded in --data by an earlier run")
     parser.add_argument(
         "--check", action="store_true", help=f"exit 1 if replaying every view is below {TARGET:,} events/s of log"
     )
     args = parser.parse_args(argv)
 
-    shutil.rmtree(ROOT, ignore_errors=True)
-    server = EmbeddedRedis(ROOT, port=free_port()).start()
+    bulk_gc()  # as ``outcomes replay`` does
+    if not args.reuse:
+        shutil.rmtree(args.data, ignore_errors=True)
+    server = EmbeddedRedis(args.data, port=free_port(), extra_args=["--auto-aof-rewrite-percentage", "0"])
+    server.start(timeout=900 if args.reuse else 15)
     try:
         settings = Settings(redis_url=server.url, shard="s00", key_prefix="rb", allow_weak_durability=False)
         runtime = Runtime(settings)
         client, keys = runtime.client, ShardKeys("s00", "rb")
+        assert server.process is not None
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"load {os.getloadavg()[0]:.2f}; redis-server {'.'.join(map(str, server.version))} "
             f"(AOF appendfsync {client.config_get('appendfsync')['appendfsync']}); Python {platform.python_version()}"
         )
         report = ProgressReport(sys.stderr)
-        seconds = load(runtime, args.events, report)
+        if not args.reuse:
+            began = time.monotonic()
+            load_reports_log(runtime, args.events) if args.log == "reports" else load(runtime, args.events, report)
+            head = int(client.hget(keys.head, "n") or 0)  # type: ignore[arg-type]
+            print(f"load through the recorder: {head:,} events in {time.monotonic() - began:.1f} s")
         head = int(client.hget(keys.head, "n") or 0)  # type: ignore[arg-type]
-        print(f"load through the recorder: {rate(head, seconds)}")
+        measure = Measure(server.process.pid)
+        mapper = StructMapper(keys=SubjectKeys(client, "rb"))
+        measure.run("baseline: raw XRANGE walk", lambda: walk(client, keys, lambda entries: None))
+        measure.run(
+            "XRANGE walk + decode (redis-py reply)",
+            lambda: walk(
+                client, keys, lambda es: [mapper.decode(f[b"t"].decode(), f[b"s"], unseal=False) for _, f in es]
+            ),
+        )
+        measure.run("views' read path (read_batch: raw reply + decode)", lambda: read_path(client, keys, mapper))
 
-        started = time.monotonic()
-        read = walk(client, keys, lambda entries: None)
-        print(f"baseline, raw XRANGE walk: {rate(read, time.monotonic() - started)}")
-        mapper = StructMapper()
-        started = time.monotonic()
-        walk(client, keys, lambda entries: [mapper.decode(f[b"t"].decode(), f[b"s"]) for _, f in entries])
-        print(f"XRANGE walk + decode:      {rate(read, time.monotonic() - started)}")
+        def replay(views: list[str], processes: int | None) -> int:
+            replayer = Replayer(client, keys, mapper, grace=0, report=report, processes=processes, redis_url=server.url)
+            replayer.replay(views)
+            return head
 
-        replayer = Replayer(client, keys, mapper, grace=0, report=report)
-        each = 0.0
-        for name in names():
-            (done,) = replayer.replay([name])
-            each += done.seconds
-            print(f"replay {name:<15} {rate(done.events, done.seconds)}")
-        print(f"the three, one after another: {rate(head, each)} of log")
-        # what `outcomes replay` does: every view in one pass over the log
-        every = replayer.replay()
-        print(f"replay of every view, one pass (outcomes replay): {rate(head, every[0].seconds)} of log")
+        for name in names() if args.each else ():
+            measure.run(f"replay {name} alone (1 process)", lambda name=name: replay([name], 1))  # type: ignore[misc]
+        measure.run("replay of every view, 1 process", lambda: replay([], 1))
+        processes = processes_for(head, args.processes)
+        every = measure.run(f"replay of every view, {processes} processes", lambda: replay([], processes))
         runtime.close()
-        return 1 if args.check and head / every[0].seconds < TARGET else 0
+        return 1 if args.check and every < TARGET else 0
     finally:
         server.stop()
 

@@ -36,12 +36,16 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from litestar.testing import TestClient
 
 from bench.report_load import Loaded, Shape, configure, load
 from events.codec import StructMapper, SubjectKeys
 from events.embedded import EmbeddedRedis
+from events.keys import ShardKeys
 from events.store import xrange
+from projections.base import bulk_gc, read_batch
+from projections.models import read_models
 from projections.outcome_mix import GroupBy, outcome_mix
 from services.api.app import create_app
 from services.config import Settings
@@ -99,6 +103,15 @@ def decode_and_count(runtime: Runtime, batch: int = 1000) -> int:
     return sum(counts.values())
 
 
+def read_path(client: redis.Redis, keys: ShardKeys, mapper: StructMapper) -> int:
+    """The views' read path over the whole log: ``read_batch`` (raw XRANGE reply, decoded)."""
+    view = read_models(client, keys, mapper, follow=False)[0]
+    position, n = 0, 0
+    while (batch := read_batch(view, position, None)) is not None:
+        position, n = batch.last, n + len(batch.ids)
+    return n
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -146,6 +159,11 @@ def catch_up(runtime: Runtime, head: int, clock: Clock, each: bool) -> list[dict
 
     row("baseline: XRANGE only", lambda: raw_read(runtime))
     row("baseline: XRANGE + decode + count", lambda: decode_and_count(runtime))
+    keys, mapper = (
+        runtime.shard_keys(TENANT),
+        StructMapper(keys=SubjectKeys(runtime.client, runtime.settings.key_prefix)),
+    )
+    row("views' read path (read_batch)", lambda: read_path(runtime.client, keys, mapper))
     for view in runner.views if each else ():
         view.drop()
         row(f"view {view.name}", view.catch_up)
@@ -297,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="keep the log loaded in --data by an earlier run")
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    bulk_gc()  # as the worker process does (workers/app.py)
     shape = Shape(selections=args.selections, days=args.days, projects=args.projects, agents=args.agents)
 
     work = args.data

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import fsspec
 import msgspec
@@ -29,8 +29,9 @@ import redis
 from fsspec.implementations.local import LocalFileSystem
 
 from events.codec import recorded_at
+from events.connect import node_client
 from events.keys import ShardKeys
-from events.store import StreamEntries, xrange
+from events.store import RawEntries, StreamEntries, raw_reader
 
 MANIFEST = "manifest.json"
 ROW_GROUP = 10_000  # positions are sorted: a lookup by position reads one row group
@@ -295,27 +296,55 @@ def read_log(
 ) -> StreamEntries:
     """Up to ``count`` log entries after position ``after`` (up to ``until``): from the
     archive while positions are archived, then from Redis -- what ``XRANGE`` gave before
-    the archive run. An archive run that trims meanwhile is noticed (Redis no longer
-    starts where the archive ended) and the read is done again."""
+    the archive run."""
+    return _read_log(node_client(client, keys.log), keys, after, until, count, lambda entries: entries)
+
+
+def read_log_raw(
+    client: redis.Redis, keys: ShardKeys, after: int, until: int | None = None, count: int = 1000
+) -> RawEntries:
+    """``read_log`` with each entry's fields as the server sends them, a flat list (field,
+    value, ...): the bulk readers' form (``events.store.raw_reader``)."""
+    return _read_log(raw_reader(client, keys.log), keys, after, until, count, _flat)
+
+
+def _flat(entries: StreamEntries) -> RawEntries:
+    return [(entry_id, [x for pair in fields.items() for x in pair]) for entry_id, fields in entries]
+
+
+Entries = TypeVar("Entries", StreamEntries, RawEntries)
+
+
+def _read_log(
+    reader: redis.Redis,
+    keys: ShardKeys,
+    after: int,
+    until: int | None,
+    count: int,
+    archived: Callable[[StreamEntries], Entries],
+) -> Entries:
+    """``reader`` is the shard's server, its XRANGE replies parsed or raw (``Entries``); the
+    archive's entries are made alike by ``archived``. An archive run that trims meanwhile is
+    noticed (Redis no longer starts where the archive ended) and the read is done again."""
     hi = f"{until}-0" if until is not None else "+"
     while True:
         # one round trip: where the archive ends, and Redis's entries after ``after`` (the
         # answer unless the archive holds ``after + 1``, the rare case: then read again)
-        pipe = client.pipeline(transaction=False)
+        pipe = reader.pipeline(transaction=False)
         pipe.hmget(keys.archived, ["through", "url"])
-        pipe.xrange(keys.log, f"({after}-0", hi, count=count)
-        marks, entries = cast(tuple[list[bytes | None], StreamEntries], pipe.execute())
+        pipe.execute_command("XRANGE", keys.log, f"({after}-0", hi, "COUNT", count)  # type: ignore[no-untyped-call]
+        marks, entries = cast(tuple[list[bytes | None], Entries], pipe.execute())
         archive = Archive.marked(keys, marks)
         through = archive.through if archive else 0
-        found = archive.read(after, until, count) if archive is not None and after < through else []
+        found = archived(archive.read(after, until, count)) if archive is not None and after < through else []
         if len(found) == count or (until is not None and until <= through):
             return found
         start = max(after, through)
         if start != after:
-            entries = xrange(client, keys.log, f"({start}-0", hi, count - len(found))
+            entries = reader.execute_command("XRANGE", keys.log, f"({start}-0", hi, "COUNT", count - len(found))  # type: ignore[no-untyped-call]
         if not entries or int(entries[0][0].split(b"-")[0]) == start + 1:
             return found + entries
-        moved = Archive.of(client, keys)
+        moved = Archive.of(reader, keys)
         if (moved.through if moved else 0) == through:
             return found + entries  # a gap Redis holds (verify names it), not an archive run
 

@@ -19,6 +19,7 @@ Queries resolve the pointer once (``current``) and then read one generation only
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,10 +29,10 @@ from typing import cast
 import msgspec
 import redis
 
-from events.archive import read_log
+from events.archive import read_log_raw
 from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
-from events.store import StreamEntries, register_lua
+from events.store import register_lua
 
 #: (hash key, field, increment)
 Increment = tuple[str, str, int]
@@ -91,15 +92,12 @@ class Batch:
 
     #: notification id of every entry read
     ids: list[int]
-    #: (notification id, event) of the entries of the types asked for
-    decoded: list[tuple[int, DomainEvent]]
+    #: the notification id of each decoded entry (those of the types asked for), in order
+    positions: list[int]
+    #: the decoded events, in the same order
+    events: list[DomainEvent]
     #: the stored type name of each decoded entry (what a view's ``topics`` name), in order
-    types: list[bytes] = field(default_factory=list)
-    #: the notification id of each decoded entry, in order (where ``after`` bisects)
-    positions: list[int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.positions = [n for n, _ in self.decoded]
+    types: list[bytes]
 
     @property
     def last(self) -> int:
@@ -110,9 +108,9 @@ class Batch:
         view of a batch filters it, so by the type name read with the entry, not per event."""
         first = bisect_right(self.positions, position)
         if topics is None:
-            return [event for _, event in self.decoded[first:]]
-        kept = zip(self.types[first:], self.decoded[first:], strict=True)
-        return [event for name, (_, event) in kept if name in topics]
+            return self.events[first:]
+        kept = zip(self.types[first:], self.events[first:], strict=True)
+        return [event for name, event in kept if name in topics]
 
     def count_after(self, position: int) -> int:
         """How many entries (decoded or not) lie after ``position``."""
@@ -123,19 +121,26 @@ def read_batch(view: View, position: int, until: int | None, topics: frozenset[b
     """Up to the view's batch size of entries after ``position`` (and up to ``until``),
     decoding only the ``topics`` (None: all); None at the end. Personal fields stay sealed:
     no read model shows them, and no subject key is read."""
-    # archive then Redis (events/archive.py): what XRANGE gave before the archive run
-    entries: StreamEntries = read_log(view.client, view.keys, position, until, view.batch_size)
+    # archive then Redis (events/archive.py), each entry's fields as the server sent them
+    entries = read_log_raw(view.client, view.keys, position, until, view.batch_size)
     if not entries:
         return None
-    ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in entries]
-    kept = [
-        (n, fields[b"t"], fields[b"s"])
-        for n, (_, fields) in zip(ids, entries, strict=True)
-        if topics is None or fields[b"t"] in topics
-    ]
+    ids = [int(entry_id.split(b"-", 1)[0]) for entry_id, _ in entries]
+    kept = [(n, *_type_and_state(fields)) for n, (_, fields) in zip(ids, entries, strict=True)]
+    if topics is not None:
+        kept = [entry for entry in kept if entry[1] in topics]
     decode = view.mapper.decode
-    decoded = [(n, decode(name.decode(), state, unseal=False)) for n, name, state in kept]
-    return Batch(ids, decoded, [name for _, name, _ in kept])
+    events = [decode(name.decode(), state, unseal=False) for _, name, state in kept]
+    return Batch(ids, [n for n, _, _ in kept], events, [name for _, name, _ in kept])
+
+
+def _type_and_state(fields: list[bytes]) -> tuple[bytes, bytes]:
+    """An entry's stored type name and state: fields 3 and 4 as the append script writes
+    them (``o v t s h c [n]``), else looked up by name."""
+    if fields[4] == b"t" and fields[6] == b"s":
+        return fields[5], fields[7]
+    named = dict(zip(fields[::2], fields[1::2], strict=True))
+    return named[b"t"], named[b"s"]
 
 
 def catch_up_together(
@@ -284,6 +289,17 @@ class View:
         self.resolve()
         delete_keys(self.client, self.keys.view(self.name))
         self.client.hdel(self.keys.tracking, self.keys.view_position(self.name))
+
+
+def bulk_gc() -> None:
+    """Tune the garbage collector for a process that catches views up in bulk (replay,
+    rebuild, the projection worker). Each batch allocates thousands of short-lived objects;
+    with the default thresholds the collector runs every 700 of them and now and then walks
+    every object the process holds -- about 40% of reading and decoding a batch (measured,
+    docs/benchmarks.md "Rebuild at 1M (readpath)"). The objects of start-up are frozen out
+    of its walks and it runs about 100x less often; cycles are still collected."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def delete_keys(client: redis.Redis, prefix: str) -> int:

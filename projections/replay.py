@@ -14,18 +14,28 @@ pointer) and, after the switch, continues from the new generation's tracking pos
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO, cast
 
 import redis
 
-from events.codec import StructMapper
+from events.codec import StructMapper, SubjectKeys
 from events.keys import ShardKeys
 from events.store import register_lua
-from projections.base import View, catch_up_together, delete_keys, generation
+from projections.alerts import NAME as ALERTS
+from projections.base import View, bulk_gc, catch_up_together, delete_keys, generation
+from projections.follow_up_sla import NAME as FOLLOW_UP_SLA
+from projections.interactions import NAME as INTERACTIONS
 from projections.models import names, read_models
+from projections.outcome_counts import NAME as OUTCOME_COUNTS
+from projections.outcome_mix import NAME as OUTCOME_MIX
 
 BAR_WIDTH = 24
 
@@ -95,7 +105,10 @@ class ProgressReport:
         self._show()
 
     def advance(self, events: int, total: int) -> None:
-        self.done += events
+        self.update(self.done + events, total)
+
+    def update(self, done: int, total: int) -> None:
+        self.done = done
         self.total = max(total, self.done)
         if self.tty or self.clock() - self.shown >= self.interval:
             self._show()
@@ -111,6 +124,69 @@ class ProgressReport:
         line = progress_line(Progress(self.view, self.done, self.total, self.shown - self.started))
         self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
         self.stream.flush()
+
+
+# -- views in processes -------------------------------------------------------------------------------
+
+#: each view's CPU per event beyond reading and decoding the log, in units of that read
+#: (which every build process pays once): bench/replay_bench.py --each at 1M events, 2026-12-03
+#: (docs/benchmarks.md "Rebuild at 1M (readpath)"); the light views decode two or three types
+COST = {OUTCOME_COUNTS: 0.5, OUTCOME_MIX: 6.4, INTERACTIONS: 5.1, ALERTS: 0.1, FOLLOW_UP_SLA: 0.1}
+#: below this many events to read, one process builds every view: starting another costs
+#: about a CPU-second (the interpreter and the imports), which a short replay never wins back
+PARALLEL_FROM = 200_000
+
+
+def plan(views: Sequence[str], processes: int, cost: Mapping[str, float] = COST) -> list[list[str]]:
+    """The views in at most ``processes`` groups of about equal cost (pure): the heaviest
+    first, each into the group costing least so far. Each group is one process that reads
+    the log itself, so the wall time is the costliest group's."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(processes, len(views))))]
+    totals = [0.0] * len(groups)
+    for name in sorted(views, key=lambda n: -cost.get(n, 1.0)):
+        lightest = totals.index(min(totals))
+        groups[lightest].append(name)
+        totals[lightest] += cost.get(name, 1.0)
+    return [sorted(g, key=list(views).index) for g in groups if g]
+
+
+def processes_for(events: int, requested: int | None) -> int:
+    """How many processes a replay of ``events`` uses: ``requested``, or (None) one per core
+    for a long replay and one for a short one."""
+    if requested is not None:
+        return max(1, requested)
+    return (os.cpu_count() or 1) if events >= PARALLEL_FROM else 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """A build process ends with the replay that started it (a SIGKILLed replay must not
+    leave builders writing while it is run again): Linux's parent-death signal, and a check."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the check after each batch remains
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _exit_if_orphaned(parent)
+
+
+def _exit_if_orphaned(parent: int) -> None:
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def build_in_process(
+    url: str, shard: str, prefix: str, batch_size: int, builds: list[tuple[str, str]], parent: int
+) -> None:
+    """A build process: catch the views ``builds`` names, each in its generation, up to the
+    end of the log, in one pass (``catch_up_together``). Keys and position are committed
+    together batch by batch, as in one process: killed, the next run resumes from them."""
+    _die_with_parent(parent)
+    bulk_gc()
+    client = redis.Redis.from_url(url)
+    try:
+        keys = ShardKeys(shard, prefix)
+        replayer = Replayer(client, keys, StructMapper(keys=SubjectKeys(client, prefix)), batch_size=batch_size)
+        views = [replayer.build(name, gen) for name, gen in builds]
+        catch_up_together(views, None, on_batch=lambda _n, _last: _exit_if_orphaned(parent))
+    finally:
+        client.close()
 
 
 # -- the generations ----------------------------------------------------------------------------------
@@ -174,20 +250,29 @@ class Replayer:
         batch_size: int = 1000,
         grace: float = 2.0,
         report: ProgressReport | None = None,
+        processes: int | None = 1,
+        redis_url: str | None = None,
     ) -> None:
+        """``processes``: how many processes build the views (None: ``processes_for``, or one
+        without ``redis_url``); more than one needs ``redis_url`` (each connects on its own)."""
+        if processes is not None and processes > 1 and redis_url is None:
+            raise ValueError("building views in several processes needs the Redis URL (redis_url)")
         self.client = client
         self.keys = keys
         self.mapper = mapper
         self.batch_size = batch_size
         self.grace = grace
         self.report = report
+        self.processes = processes
+        self.redis_url = redis_url
         self._switch = register_lua(client, "projections", "switch_view.lua")
 
     def head(self) -> int:
         return int(cast(bytes | None, self.client.hget(self.keys.head, "n")) or 0)
 
     def replay(self, views: Sequence[str] = ()) -> list[Replayed]:
-        """Rebuild the named views (default: all) in one pass over the log, then switch each."""
+        """Rebuild the named views (default: all), one pass over the log per process, then
+        switch each (after every one is built)."""
         unknown = sorted(set(views) - set(names()))
         if unknown:
             raise ValueError(f"unknown view(s) {', '.join(unknown)}; the views are {', '.join(names())}")
@@ -240,13 +325,75 @@ class Replayer:
         return replaced
 
     def _catch_up(self, builds: Sequence[_Build]) -> None:
-        """One pass over the log: each batch read and decoded once, then committed to every
-        view it is new to (each view from its own position: a resumed one may be ahead)."""
         first = min(b.start for b in builds)
+        requested = self.processes if self.redis_url is not None else 1
+        groups = plan([b.view.name for b in builds], processes_for(self.head() - first, requested))
         report = self.report
-        if report is None:
+        if report is not None:
+            if len(groups) > 1:
+                report.note(f"{len(groups)} processes: " + " | ".join(", ".join(g) for g in groups))
+            report.start(builds[0].view.name if len(builds) == 1 else f"{len(builds)} views", self.head() - first)
+        if len(groups) > 1:
+            self._catch_up_in_processes(builds, groups, first)
+        elif report is None:
             catch_up_together([b.view for b in builds], None)
-            return
-        report.start(builds[0].view.name if len(builds) == 1 else f"{len(builds)} views", self.head() - first)
-        catch_up_together([b.view for b in builds], None, on_batch=lambda n, _: report.advance(n, self.head() - first))
-        report.finish()
+        else:
+            catch_up_together(
+                [b.view for b in builds], None, on_batch=lambda n, _: report.advance(n, self.head() - first)
+            )
+        if report is not None:
+            report.finish()
+
+    def _catch_up_in_processes(self, builds: Sequence[_Build], groups: list[list[str]], first: int) -> None:
+        """One build process per group (``build_in_process``), each reading the log itself
+        from its views' positions; progress from the positions in Redis (the slowest view's);
+        a failed process stops the others and the replay (run it again to resume)."""
+        generations = {b.view.name: b.generation for b in builds}
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited connections or locks
+        running = [
+            context.Process(
+                target=build_in_process,
+                args=(
+                    self.redis_url,
+                    self.keys.shard,
+                    self.keys.base_prefix,
+                    self.batch_size,
+                    [(name, generations[name]) for name in group],
+                    os.getpid(),
+                ),
+                name=f"replay {', '.join(group)}",
+                daemon=True,
+            )
+            for group in groups
+        ]
+        for process in running:
+            process.start()
+        fields = [b.view.keys.view_position(b.view.name) for b in builds]
+        try:
+            while any(p.is_alive() for p in running) and not _failed(running):
+                time.sleep(0.2)
+                if self.report is not None:
+                    self.report.update(self._lowest(fields) - first, self.head() - first)
+        finally:
+            for process in running:
+                if process.is_alive():
+                    process.kill()  # another one failed (or this one was interrupted)
+                process.join()
+        failure = _failed(running)  # every one has ended: None means all succeeded
+        if failure is not None:
+            raise RuntimeError(
+                f"{failure.name} ended with exit code {failure.exitcode}; run the replay again to resume"
+            )
+        if self.report is not None:
+            built = self._lowest(fields) - first  # every view is at least there (the log may have grown since)
+            self.report.update(built, built)
+
+    def _lowest(self, fields: list[str]) -> int:
+        """The lowest tracking position of these fields (0 for one not written yet)."""
+        raw = cast(list[bytes | None], self.client.hmget(self.keys.tracking, fields))
+        return min(int(p) if p is not None else 0 for p in raw)
+
+
+def _failed(processes: Sequence[multiprocessing.process.BaseProcess]) -> multiprocessing.process.BaseProcess | None:
+    """The first process that ended with an error."""
+    return next((p for p in processes if p.exitcode not in (None, 0)), None)

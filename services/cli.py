@@ -319,23 +319,9 @@ def key_create(tenant_id: str, role: str) -> None:
 @main.command()
 @click.option("--shard", default=None, help="Shard to rebuild (default: REDIS_SHARD or s00).")
 def rebuild(shard: str | None) -> None:
-    """Drop every read model of a shard and rebuild it from the log."""
-    from projections.base import catch_up_together
-    from workers.projections import ProjectionRunner
-
-    settings = _settings()
-    if shard:
-        settings = Settings(settings.redis_url, shard, settings.key_prefix, settings.allow_weak_durability)
-    runner = ProjectionRunner(settings)
-    for view in runner.views:
-        view.drop()
-    started = time.monotonic()
-    head = int(runner.client.hget(runner.keys.head, "n") or 0)  # type: ignore[arg-type]
-    # as the worker does it: each batch of the log read and decoded once for every view
-    count = catch_up_together(runner.views, head)
-    for view in runner.views:
-        click.echo(f"{view.name}: rebuilt to position {view.position()}")
-    click.echo(f"{count} events in {time.monotonic() - started:.1f}s")
+    """Rebuild every read model of a shard from the log: ``outcomes replay`` of every view
+    (fresh keys, switched over atomically once built)."""
+    _replay((), shard, 1000, 2.0, None)
 
 
 @main.command()
@@ -349,24 +335,45 @@ def rebuild(shard: str | None) -> None:
     type=click.FloatRange(0),
     help="Seconds between the switch-over and removing the old keys (queries already reading them finish).",
 )
-def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float) -> None:
+@click.option(
+    "--processes",
+    default=None,
+    type=click.IntRange(1),
+    help="Processes building the views (default: one per core for 200,000 events or more to read, else 1).",
+)
+def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float, processes: int | None) -> None:
     """Rebuild read models from the log into fresh keys and switch over atomically.
 
     Progress goes to stderr. Interrupted, it resumes from the fresh keys' own position when
     run again. The live worker may keep running.
     """
+    _replay(views, shard, batch_size, grace, processes)
+
+
+def _replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float, processes: int | None) -> None:
     from events.codec import StructMapper, SubjectKeys
     from events.keys import ShardKeys
+    from projections.base import bulk_gc
     from projections.replay import ProgressReport, Replayer
 
+    bulk_gc()
     settings = _settings()
     client = redis_client(settings.redis_url)
     keys = ShardKeys(shard or settings.shard, settings.key_prefix)
     mapper = StructMapper(keys=SubjectKeys(client, settings.key_prefix))
-    replayer = Replayer(client, keys, mapper, batch_size=batch_size, grace=grace, report=ProgressReport(sys.stderr))
+    replayer = Replayer(
+        client,
+        keys,
+        mapper,
+        batch_size=batch_size,
+        grace=grace,
+        report=ProgressReport(sys.stderr),
+        processes=processes,
+        redis_url=settings.redis_url,
+    )
     try:
         done = replayer.replay(views)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         client.close()

@@ -9,10 +9,12 @@ worker process runs and the log grows loses nothing. The progress line is a pure
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any, cast
 
 import msgspec
@@ -31,7 +33,15 @@ from projections.outcome_counts import outcome_counts
 from projections.outcome_mix import GROUP_BYS, KINDS, outcome_mix
 from projections.qa import qa_report
 from projections.rates import rates
-from projections.replay import Progress, ProgressReport, Replayer, progress_line
+from projections.replay import (
+    PARALLEL_FROM,
+    Progress,
+    ProgressReport,
+    Replayer,
+    plan,
+    processes_for,
+    progress_line,
+)
 from services.runtime import Runtime
 from tests import report_oracle
 from tests.helpers import call_with_outcome, seed_project, wait_until
@@ -71,6 +81,30 @@ def test_progress_is_plain_lines_at_an_interval_off_a_terminal_and_one_redrawn_l
     report.advance(1, 2)
     report.finish()
     assert tty.getvalue().count("\r") == 4 and tty.getvalue().endswith("done\x1b[K\n")
+
+
+def test_views_are_split_over_processes_by_cost() -> None:
+    cost = {"a": 6.0, "b": 5.0, "c": 1.0, "d": 1.0, "e": 1.0}
+    views = list(cost)
+    assert plan(views, 1, cost) == [views]
+    assert plan(views, 2, cost) == [["a", "d"], ["b", "c", "e"]]
+    assert plan(views, 3, cost) == [["a"], ["b"], ["c", "d", "e"]]
+    assert plan(views, 8, cost) == [[v] for v in views]  # never an empty process
+    assert plan(["c"], 4, cost) == [["c"]]
+    assert sorted(v for group in plan(names(), 3) for v in group) == sorted(names())  # every view, once
+    assert processes_for(10, None) == 1 and processes_for(10, 4) == 4
+    assert processes_for(PARALLEL_FROM, None) == (os.cpu_count() or 1)
+
+
+def test_a_replay_in_several_processes_needs_the_redis_url_and_nothing_is_written(redis_url: str, shard: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = ShardKeys(shard, "oly")
+    try:
+        with pytest.raises(ValueError, match="redis_url"):
+            Replayer(client, keys, StructMapper(), grace=0, processes=2)
+        assert list(client.scan_iter(match=keys.prefix + "*")) == []
+    finally:
+        client.close()
 
 
 # -- what the views answer -----------------------------------------------------------------------------
@@ -208,8 +242,22 @@ def _seed_calls(runtime: Runtime, tenant: str, n: int) -> None:
         call_with_outcome(runtime, tenant, f"c-{i}", "SALE" if i % 3 else "NO_SALE")
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _ended(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie nobody reaps is over too
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("processes", ["1", "3"])
 def test_a_replay_killed_mid_way_resumes_from_its_own_position_and_equals_an_uninterrupted_one(
-    stack: Stack,
+    stack: Stack, processes: str
 ) -> None:
     runtime = stack.runtime()
     try:
@@ -218,6 +266,7 @@ def test_a_replay_killed_mid_way_resumes_from_its_own_position_and_equals_an_uni
         head = int(cast(bytes, client.hget(keys.head, "n")))
         first = names()[0]
         command = [sys.executable, "-m", "services.cli", "replay", "--batch-size", "10", "--grace", "0"]
+        command += ["--processes", processes]
         process = subprocess.Popen(command, env=stack.env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
         def building() -> int:
@@ -226,8 +275,12 @@ def test_a_replay_killed_mid_way_resumes_from_its_own_position_and_equals_an_uni
             return int(cast(bytes, at)) if at else 0
 
         wait_until(lambda: building() > 0, 30, "the replay to commit its first batch")
+        builders = _children(process.pid)
+        assert len(builders) >= (3 if processes == "3" else 0)  # (spawn's resource tracker too)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
+        # the build processes end with the replay: none goes on writing beside the next run
+        wait_until(lambda: all(_ended(pid) for pid in builders), 30, "the build processes to end")
         reached = building()
         assert 0 < reached < head, "killed mid-way through the first view"
         assert client.hget(keys.view_generations, first) is None  # nothing switched
@@ -241,6 +294,7 @@ def test_a_replay_killed_mid_way_resumes_from_its_own_position_and_equals_an_uni
         # one pass for every view, from the lowest of their positions (each skips what it holds)
         low = min(resumed_at.values())
         assert f"{len(names())} views [{'#' * 24}] {head - low:,}/{head - low:,} events" in resumed.stderr
+        assert ("3 processes: " in resumed.stderr) == (processes == "3")
         assert all(f"{n}: generation 1," in resumed.stdout for n in names())
         after_resume = snapshot(client, keys)
         resumed_answers = answers(client, keys, "acme")
@@ -277,7 +331,9 @@ def test_switching_over_while_the_worker_runs_and_the_log_grows_loses_nothing(st
         writer.start()
         try:
             wait_until(lambda: len(written) >= 20, 30, "writes before the first replay")
-            first = _replayer(runtime, keys, batch_size=25).replay()
+            # in two processes (outcome-mix and interactions apart), while the worker applies
+            # the same batches to the current generations
+            first = _replayer(runtime, keys, batch_size=25, processes=2, redis_url=stack.env["REDIS_URL"]).replay()
             wait_until(lambda: len(written) >= 40, 30, "writes after it")
             second = _replayer(runtime, keys, batch_size=25).replay([names()[0]])
         finally:

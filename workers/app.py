@@ -17,6 +17,7 @@ from faststream.redis import RedisBroker
 
 from events.connect import node_url, redis_client
 from events.keys import ShardKeys
+from projections.base import bulk_gc
 from services.checkpoints import ChainBroken, Checkpointer
 from services.config import Settings
 from services.sms_gateway import Gateway, gateway_from_env
@@ -197,6 +198,7 @@ def _following(
 def run(settings: Settings | None = None, *, role: Role = "all", process: int = 0, processes: int = 1) -> None:
     """Entry point of ``outcomes worker`` (one process)."""
     logging.basicConfig(level=logging.INFO)
+    bulk_gc()  # the projections' catch-up allocates in bulk (projections/base.py)
     asyncio.run(
         build_app(
             settings,
