@@ -27,6 +27,7 @@ from typing import TextIO, cast
 import redis
 
 from events.codec import StructMapper, SubjectKeys
+from events.connect import redis_client
 from events.keys import ShardKeys
 from events.store import register_lua
 from projections.alerts import NAME as ALERTS
@@ -179,7 +180,7 @@ def build_in_process(
     together batch by batch, as in one process: killed, the next run resumes from them."""
     _die_with_parent(parent)
     bulk_gc()
-    client = redis.Redis.from_url(url)
+    client = redis_client(url)  # a redis+cluster:// URL gives a cluster client
     try:
         keys = ShardKeys(shard, prefix)
         replayer = Replayer(client, keys, StructMapper(keys=SubjectKeys(client, prefix)), batch_size=batch_size)
