@@ -21,7 +21,9 @@ Keys (prefix ``ShardKeys.view("interactions")``, in the shard's slot):
 * ``tz`` hash: tenant -> time zone
 
 State and indexes are written with the position in one script (projections.base.View),
-so a rebuild from 0 gives the same keys. A batch loads only the records its events touch.
+so a rebuild from 0 gives the same keys. The view keeps the records it wrote in memory
+while the position stays the one its own last commit set (a catch-up from 0 then reads no
+record back); otherwise a batch loads only the records its events touch that memory lacks.
 """
 
 from __future__ import annotations
@@ -348,23 +350,27 @@ def fold_record(r: Record | None, event: DomainEvent, tz: str | None) -> Record 
     return step(r, event)
 
 
-def _call(event: Any) -> list[tuple[str, str]]:
-    return [("call", event.call_id)]
+#: (tenant, kind, id): one interaction
+Ident = tuple[str, str, str]
 
 
-def _conversation(event: Any) -> list[tuple[str, str]]:
-    return [("conversation", event.conversation_id)]
+def _call(event: Any) -> list[Ident]:
+    return [(event.tenant_id, "call", event.call_id)]
 
 
-def _named(event: Any) -> list[tuple[str, str]]:
-    return [(event.interaction, event.interaction_id)]
+def _conversation(event: Any) -> list[Ident]:
+    return [(event.tenant_id, "conversation", event.conversation_id)]
 
 
-def _either(event: Any) -> list[tuple[str, str]]:
-    return [("call", event.interaction_id), ("conversation", event.interaction_id)]
+def _named(event: Any) -> list[Ident]:
+    return [(event.tenant_id, event.interaction, event.interaction_id)]
 
 
-_TARGETS: dict[type[DomainEvent], Callable[[Any], list[tuple[str, str]]]] = {
+def _either(event: Any) -> list[Ident]:
+    return [(event.tenant_id, "call", event.interaction_id), (event.tenant_id, "conversation", event.interaction_id)]
+
+
+_TARGETS: dict[type[DomainEvent], Callable[[Any], list[Ident]]] = {
     **dict.fromkeys((CallStarted, CallAnswered, AgentConnected, CallUnanswered, CallEnded), _call),
     **dict.fromkeys((ConversationStarted, ConversationClosed), _conversation),
     **dict.fromkeys((OutcomeSelected, OutcomeCorrected, QaVerdictRecorded), _named),
@@ -375,20 +381,19 @@ _READ: tuple[type[DomainEvent], ...] = (*_TARGETS, TenantCreated, OutcomeDefined
 TOPICS = frozenset(t.type_name for t in _READ)
 
 
-def targets(event: DomainEvent) -> list[tuple[str, str]]:
-    """(kind, id) of the interactions an event may be about. A reference names only an id:
+def targets(event: DomainEvent) -> list[Ident]:
+    """(tenant, kind, id) of the interactions an event may be about. A reference names only an id:
     both kinds are candidates, the one whose aggregate recorded it is meant."""
     of = _TARGETS.get(type(event))
     return of(event) if of is not None else []
-
-
-Ident = tuple[str, str, str]
 
 
 @dataclass
 class State:
     tz: dict[str, str | None] = field(default_factory=dict)
     records: dict[Ident, Record | None] = field(default_factory=dict)
+    #: holds every record and time zone the view has (one absent here is absent in Redis)
+    complete: bool = False
 
 
 @dataclass
@@ -402,11 +407,11 @@ class Folded:
 def _about(state: State, event: DomainEvent) -> Ident | None:
     candidates = targets(event)
     if len(candidates) == 1:
-        return (event.tenant_id, *candidates[0])
-    for kind, id_ in candidates:  # a reference: the record its aggregate started
-        r = state.records.get((event.tenant_id, kind, id_))
+        return candidates[0]
+    for ident in candidates:  # a reference: the record its aggregate started
+        r = state.records.get(ident)
         if r is not None and r.originator == str(event.originator_id):
-            return (event.tenant_id, kind, id_)
+            return ident
     return None
 
 
@@ -418,6 +423,7 @@ def fold(state: State, events: Iterable[DomainEvent]) -> Folded:
         if type(event) is TenantCreated:
             out.zones.setdefault(event.tenant_id, zones.get(event.tenant_id))
             zones[event.tenant_id] = event.time_zone
+            continue
         ident = _about(state, event)
         if ident is None:
             continue
@@ -473,11 +479,13 @@ class InteractionsView(View):
     def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
         prefix = self.keys.view(NAME)
         if self._memory_at != (prefix, position):
-            self._memory = State()  # someone else wrote since (or nothing is kept): start afresh
+            # someone else wrote since (or nothing is kept): start afresh; at position 0 the
+            # view has no keys (drop deletes them, a commit writes them with the position)
+            self._memory = State(complete=position == 0)
         self._memory_at = None  # changes() folds into the memory: valid only once committed
         done = super().commit(position, last, events)
         if done == 1:
-            forget_oldest(self._memory.records, MEMORY_CAP)
+            forget_oldest(self._memory, MEMORY_CAP)
             self._memory_at = (prefix, last)
         return done
 
@@ -488,6 +496,8 @@ class InteractionsView(View):
     def load(self, state: State, events: Sequence[DomainEvent], prefix: str) -> None:
         """Add to the state the tenants' time zones and the records the batch names that it
         lacks, in one round trip."""
+        if state.complete:
+            return
         zones: dict[str, None] = {}
         # per tenant, the (kind, id) the batch names and the state lacks, once each
         wanted: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
@@ -496,9 +506,9 @@ class InteractionsView(View):
             t = e.tenant_id
             if t not in state.tz:
                 zones[t] = None
-            for kind, id_ in targets(e):
-                if (t, kind, id_) not in records:
-                    wanted[t][(kind, id_)] = None
+            for ident in targets(e):
+                if ident not in records:
+                    wanted[t][ident[1:]] = None
         if not zones and not wanted:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -541,10 +551,14 @@ class InteractionsView(View):
         return out
 
 
-def forget_oldest(records: dict[Ident, Record | None], cap: int) -> None:
-    """Keep at most ``cap`` records, dropping those first seen longest ago."""
-    for ident in list(islice(records, max(0, len(records) - cap))):
-        del records[ident]
+def forget_oldest(state: State, cap: int) -> None:
+    """Keep at most ``cap`` records, dropping those first seen longest ago (to be read
+    from Redis again when named)."""
+    excess = len(state.records) - cap
+    if excess > 0:
+        state.complete = False
+        for ident in list(islice(state.records, excess)):
+            del state.records[ident]
 
 
 # -- reading records -----------------------------------------------------------------------------------
