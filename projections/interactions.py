@@ -75,7 +75,7 @@ class Flags(msgspec.Struct, frozen=True, array_like=True):
     first_call_resolution: bool = False
 
 
-class Selection(msgspec.Struct, frozen=True, kw_only=True):
+class Selection(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One outcome selection as it stands (a correction replaces code, flags, revenue)."""
 
     code: str
@@ -107,7 +107,7 @@ class Reference(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
-class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+class Verdict(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A QA reviewer's verdict: each reviewer's latest one per interaction stands."""
 
     reviewer: str
@@ -118,8 +118,9 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True):
-    """One call or conversation, whole."""
+class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One call or conversation, whole. Stored as JSON without the fields at their default
+    (a third of the bytes to send, log and keep; a record stored with them reads the same)."""
 
     kind: str
     id: str
