@@ -459,9 +459,9 @@ def index_moves(prefix: str, tenant: str, before: Record | None, after: Record |
 
 # -- the view ------------------------------------------------------------------------------------------
 
-#: records kept in memory between batches at most (the oldest seen go first; a record not in
-#: memory is read from Redis)
-MEMORY_CAP = 200_000
+#: records kept in memory between batches at most (~0.7-1 KB each: ~100 MB; the oldest seen
+#: go first; a record not in memory is read from Redis)
+MEMORY_CAP = 100_000
 
 
 class InteractionsView(View):
