@@ -21,16 +21,20 @@ Keys (prefix ``ShardKeys.view("interactions")``, in the shard's slot):
 * ``tz`` hash: tenant -> time zone
 
 State and indexes are written with the position in one script (projections.base.View),
-so a rebuild from 0 gives the same keys. A batch loads only the records its events touch.
+so a rebuild from 0 gives the same keys. The view keeps the records it wrote in memory
+while the position stays the one its own last commit set (a catch-up from 0 then reads no
+record back); otherwise a batch loads only the records its events touch that memory lacks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import islice
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -71,7 +75,7 @@ class Flags(msgspec.Struct, frozen=True, array_like=True):
     first_call_resolution: bool = False
 
 
-class Selection(msgspec.Struct, frozen=True, kw_only=True):
+class Selection(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One outcome selection as it stands (a correction replaces code, flags, revenue)."""
 
     code: str
@@ -103,7 +107,7 @@ class Reference(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
-class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+class Verdict(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A QA reviewer's verdict: each reviewer's latest one per interaction stands."""
 
     reviewer: str
@@ -114,8 +118,9 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True):
-    """One call or conversation, whole."""
+class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One call or conversation, whole. Stored as JSON without the fields at their default
+    (a third of the bytes to send, log and keep; a record stored with them reads the same)."""
 
     kind: str
     id: str
@@ -293,63 +298,115 @@ def reviewed(r: Record, event: QaVerdictRecorded) -> Record:
     return msgspec.structs.replace(r, verdicts=tuple(kept))
 
 
+def answered(r: Record, event: CallAnswered) -> Record:
+    if event.agent_id is None:
+        return msgspec.structs.replace(r, answered_at=event.occurred_at)
+    return msgspec.structs.replace(r, answered_at=event.occurred_at, fact_agent=event.agent_id, agent_connected=True)
+
+
+def connected(r: Record, event: AgentConnected) -> Record:
+    return msgspec.structs.replace(r, fact_agent=event.agent_id, agent_connected=True)
+
+
+def unanswered(r: Record, event: CallUnanswered) -> Record:
+    return msgspec.structs.replace(r, unanswered_status=event.telephony_status)
+
+
+def ended(r: Record, event: CallEnded) -> Record:
+    return msgspec.structs.replace(r, ended_at=event.occurred_at, termination_reason=event.termination_reason)
+
+
+def closed(r: Record, event: ConversationClosed) -> Record:
+    return msgspec.structs.replace(r, closed_at=event.occurred_at)
+
+
+def attached(r: Record, event: RecordingAttached) -> Record:
+    ref = Reference(kind=event.kind, reference=event.reference, at=event.occurred_at)
+    return msgspec.structs.replace(r, references=(*r.references, ref))
+
+
+#: what each event type does to the record of the interaction it is about, once started
+#: (looked up by exact type: no event type subclasses another)
+STEPS: dict[type[DomainEvent], Callable[[Record, Any], Record]] = {
+    CallAnswered: answered,
+    AgentConnected: connected,
+    CallUnanswered: unanswered,
+    CallEnded: ended,
+    ConversationClosed: closed,
+    OutcomeSelected: selected,
+    OutcomeCorrected: corrected,
+    QaVerdictRecorded: reviewed,
+    RecordingAttached: attached,
+}
+STARTS: frozenset[type[DomainEvent]] = frozenset({CallStarted, ConversationStarted})
+
+
 def fold_record(r: Record | None, event: DomainEvent, tz: str | None) -> Record | None:
     """One interaction's record after one event about it."""
-    if isinstance(event, CallStarted | ConversationStarted):
-        return started(event, tz)
-    if r is None:
-        return None  # the start is missing (not in an accepted history)
-    if isinstance(event, CallAnswered):
-        if event.agent_id is None:
-            return msgspec.structs.replace(r, answered_at=event.occurred_at)
-        return msgspec.structs.replace(
-            r, answered_at=event.occurred_at, fact_agent=event.agent_id, agent_connected=True
-        )
-    if isinstance(event, AgentConnected):
-        return msgspec.structs.replace(r, fact_agent=event.agent_id, agent_connected=True)
-    if isinstance(event, CallUnanswered):
-        return msgspec.structs.replace(r, unanswered_status=event.telephony_status)
-    if isinstance(event, CallEnded):
-        return msgspec.structs.replace(r, ended_at=event.occurred_at, termination_reason=event.termination_reason)
-    if isinstance(event, ConversationClosed):
-        return msgspec.structs.replace(r, closed_at=event.occurred_at)
-    if isinstance(event, OutcomeSelected):
-        return selected(r, event)
-    if isinstance(event, OutcomeCorrected):
-        return corrected(r, event)
-    if isinstance(event, QaVerdictRecorded):
-        return reviewed(r, event)
-    if isinstance(event, RecordingAttached):
-        ref = Reference(kind=event.kind, reference=event.reference, at=event.occurred_at)
-        return msgspec.structs.replace(r, references=(*r.references, ref))
-    return r
+    if type(event) in STARTS:
+        return started(event, tz)  # type: ignore[arg-type]
+    step = STEPS.get(type(event))
+    if r is None or step is None:
+        return r  # no start (not in an accepted history), or nothing the record shows
+    return step(r, event)
 
 
-def targets(event: DomainEvent) -> list[tuple[str, str]]:
-    """(kind, id) of the interactions an event may be about. A reference names only an id:
-    both kinds are candidates, the one whose aggregate recorded it is meant."""
-    if isinstance(event, CallStarted | CallAnswered | AgentConnected | CallUnanswered | CallEnded):
-        return [("call", event.call_id)]
-    if isinstance(event, ConversationStarted | ConversationClosed):
-        return [("conversation", event.conversation_id)]
-    if isinstance(event, OutcomeSelected | OutcomeCorrected | QaVerdictRecorded):
-        return [(event.interaction, event.interaction_id)]
-    if isinstance(event, RecordingAttached):
-        return [("call", event.interaction_id), ("conversation", event.interaction_id)]
-    return []
-
-
+#: (tenant, kind, id): one interaction
 Ident = tuple[str, str, str]
+
+
+def _call(event: Any) -> list[Ident]:
+    return [(event.tenant_id, "call", event.call_id)]
+
+
+def _conversation(event: Any) -> list[Ident]:
+    return [(event.tenant_id, "conversation", event.conversation_id)]
+
+
+def _named(event: Any) -> list[Ident]:
+    return [(event.tenant_id, event.interaction, event.interaction_id)]
+
+
+def _either(event: Any) -> list[Ident]:
+    return [(event.tenant_id, "call", event.interaction_id), (event.tenant_id, "conversation", event.interaction_id)]
+
+
+_TARGETS: dict[type[DomainEvent], Callable[[Any], list[Ident]]] = {
+    **dict.fromkeys((CallStarted, CallAnswered, AgentConnected, CallUnanswered, CallEnded), _call),
+    **dict.fromkeys((ConversationStarted, ConversationClosed), _conversation),
+    **dict.fromkeys((OutcomeSelected, OutcomeCorrected, QaVerdictRecorded), _named),
+    RecordingAttached: _either,
+}
+#: the event types the view reads (the others are not even decoded)
+_READ: tuple[type[DomainEvent], ...] = (*_TARGETS, TenantCreated, OutcomeDefined, OutcomeChanged)
+TOPICS = frozenset(t.type_name for t in _READ)
+
+
+def targets(event: DomainEvent) -> list[Ident]:
+    """(tenant, kind, id) of the interactions an event may be about. A reference names only an id:
+    both kinds are candidates, the one whose aggregate recorded it is meant."""
+    of = _TARGETS.get(type(event))
+    return of(event) if of is not None else []
 
 
 @dataclass
 class State:
     tz: dict[str, str | None] = field(default_factory=dict)
     records: dict[Ident, Record | None] = field(default_factory=dict)
+    #: holds every record and time zone the view has (one absent here is absent in Redis)
+    complete: bool = False
+
+
+@dataclass
+class Folded:
+    """What a batch changed, each with its value before the batch."""
+
+    records: dict[Ident, Record | None] = field(default_factory=dict)
+    zones: dict[str, str | None] = field(default_factory=dict)
 
 
 def _about(state: State, event: DomainEvent) -> Ident | None:
-    candidates = [(event.tenant_id, *t) for t in targets(event)]
+    candidates = targets(event)
     if len(candidates) == 1:
         return candidates[0]
     for ident in candidates:  # a reference: the record its aggregate started
@@ -359,93 +416,150 @@ def _about(state: State, event: DomainEvent) -> Ident | None:
     return None
 
 
-def fold(state: State, events: Iterable[DomainEvent]) -> set[Ident]:
-    """Fold a batch into the state, in log order; returns the records it changed."""
-    changed: set[Ident] = set()
+def fold(state: State, events: Iterable[DomainEvent]) -> Folded:
+    """Fold a batch into the state, in log order; returns what it changed."""
+    out = Folded()
+    records, zones = state.records, state.tz
     for event in events:
-        if isinstance(event, TenantCreated):
-            state.tz[event.tenant_id] = event.time_zone
+        if type(event) is TenantCreated:
+            out.zones.setdefault(event.tenant_id, zones.get(event.tenant_id))
+            zones[event.tenant_id] = event.time_zone
+            continue
         ident = _about(state, event)
         if ident is None:
             continue
-        after = fold_record(state.records.get(ident), event, state.tz.get(event.tenant_id))
-        if after != state.records.get(ident):
-            state.records[ident] = after
-            changed.add(ident)
-    return changed
+        before = records.get(ident)
+        after = fold_record(before, event, zones.get(event.tenant_id))
+        if after != before:
+            records[ident] = after
+            out.records.setdefault(ident, before)
+    return out
 
 
-def index_moves(keys: ShardKeys, tenant: str, before: Record | None, after: Record | None) -> list[Score]:
-    """The sorted-set writes that move one record's index entries from before to after."""
+def index_moves(prefix: str, tenant: str, before: Record | None, after: Record | None) -> list[Score]:
+    """The sorted-set writes that move one record's index entries from before to after
+    (``prefix``: the view's, ``ShardKeys.view``); none for an index whose entry stays."""
     out: list[Score] = []
-    if after is not None and before is None:
-        score = str(micros(after.started_at))
-        out.append((_key(keys, "z", tenant), after.member, score))
-        if after.kind == "conversation" and after.contact is not None:
-            out.append((_key(keys, "k", tenant, after.project, after.contact), after.id, score))
     old_codes = before.codes if before is not None else set()
-    new_codes = after.codes if after is not None else set()
     if after is not None:
         score = str(micros(after.started_at))
-        out.extend((_key(keys, "s", tenant, code), after.member, score) for code in sorted(new_codes - old_codes))
-    if before is not None:
-        out.extend((_key(keys, "s", tenant, code), before.member, None) for code in sorted(old_codes - new_codes))
+        if before is None:
+            out.append((f"{prefix}z:{tenant}", after.member, score))
+            if after.kind == "conversation" and after.contact is not None:
+                out.append((f"{prefix}k:{tenant}:{after.project}:{after.contact}", after.id, score))
+        new_codes = after.codes
+        if new_codes != old_codes:
+            out.extend((f"{prefix}s:{tenant}:{code}", after.member, score) for code in sorted(new_codes - old_codes))
+    else:
+        new_codes = set()
+    if before is not None and old_codes != new_codes:
+        out.extend((f"{prefix}s:{tenant}:{code}", before.member, None) for code in sorted(old_codes - new_codes))
     return out
 
 
 # -- the view ------------------------------------------------------------------------------------------
 
+#: records kept in memory between batches at most (~0.7-1 KB each: ~100 MB; the oldest seen
+#: go first; a record not in memory is read from Redis)
+MEMORY_CAP = 100_000
+
 
 class InteractionsView(View):
+    """Keeps the records it wrote in memory between batches while the view's position is
+    the one its own last commit moved it to (in the same generation): a catch-up then reads
+    from Redis only the records of interactions its memory has not seen."""
+
     def __init__(
         self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
     ) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow)
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
+        self._memory = State()
+        #: (the view's key prefix, its position) that ``_memory`` holds the view as of
+        self._memory_at: tuple[str, int] | None = None
 
-    def load(self, events: Sequence[DomainEvent]) -> State:
-        """The tenants' time zones and the records the batch touches, in one round trip."""
-        tenants = sorted({e.tenant_id for e in events})
-        # per tenant, the (kind, id) the batch names, once each (a dict keeps their order)
+    def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
+        prefix = self.keys.view(NAME)
+        if self._memory_at != (prefix, position):
+            # someone else wrote since (or nothing is kept): start afresh; at position 0 the
+            # view has no keys (drop deletes them, a commit writes them with the position)
+            self._memory = State(complete=position == 0)
+        self._memory_at = None  # changes() folds into the memory: valid only once committed
+        done = super().commit(position, last, events)
+        if done == 1:
+            forget_oldest(self._memory, MEMORY_CAP)
+            self._memory_at = (prefix, last)
+        return done
+
+    def drop(self) -> None:
+        self._memory_at = None
+        super().drop()
+
+    def load(self, state: State, events: Sequence[DomainEvent], prefix: str) -> None:
+        """Add to the state the tenants' time zones and the records the batch names that it
+        lacks, in one round trip."""
+        if state.complete:
+            return
+        zones: dict[str, None] = {}
+        # per tenant, the (kind, id) the batch names and the state lacks, once each
         wanted: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
+        records = state.records
         for e in events:
-            wanted[e.tenant_id].update(dict.fromkeys(targets(e)))
+            t = e.tenant_id
+            if t not in state.tz:
+                zones[t] = None
+            for ident in targets(e):
+                if ident not in records:
+                    wanted[t][ident[1:]] = None
+        if not zones and not wanted:
+            return
         pipe = self.client.pipeline(transaction=False)
-        for t in tenants:
-            pipe.hget(_key(self.keys, "tz"), t)
-            pipe.hmget(_key(self.keys, "i", t), [f"{k}:{i}" for k, i in wanted[t]] or ["-"])
+        for t in zones:
+            pipe.hget(prefix + "tz", t)
+        for t, names in wanted.items():
+            pipe.hmget(f"{prefix}i:{t}", [f"{k}:{i}" for k, i in names])
         replies = iter(pipe.execute())
-        state = State()
-        for t in tenants:
-            tz, found = next(replies), next(replies)
+        for t in zones:
+            tz = next(replies)
             state.tz[t] = tz.decode() if tz else None
-            for (kind, ident), raw in zip(wanted[t], found, strict=False):
-                state.records[(t, kind, ident)] = _record.decode(raw) if raw else None
-        return state
+        for t, names in wanted.items():
+            for (kind, id_), raw in zip(names, next(replies), strict=True):
+                records[(t, kind, id_)] = _record.decode(raw) if raw else None
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
-        state = self.load(events)
-        before = dict(state.records)
-        zones = dict(state.tz)
-        changed = fold(state, events)
+        prefix = self.keys.view(NAME)
+        state = self._memory
+        self.load(state, events, prefix)
+        folded = fold(state, events)
         out = Changes()
-        for t, tz in state.tz.items():
-            if tz is not None and tz != zones.get(t):
-                out.assignments.append((_key(self.keys, "tz"), t, tz))
+        for t, was in folded.zones.items():
+            tz = state.tz[t]
+            if tz is not None and tz != was:
+                out.assignments.append((prefix + "tz", t, tz))
         for event in events:
             # the catalogue as defined now (later events of the batch overwrite earlier ones)
             if isinstance(event, OutcomeDefined | OutcomeChanged):
                 d = event.definition
                 field_ = _pack([event.project_id, d.code])
-                out.assignments.append((_key(self.keys, "o", event.tenant_id), field_, _pack(flags_of(d))))
-        for ident in sorted(changed):
-            t = ident[0]
-            old, new = before.get(ident), state.records[ident]
-            member = f"{ident[1]}:{ident[2]}"
-            out.assignments.append((_key(self.keys, "i", t), member, _pack(new) if new else None))
+                out.assignments.append((f"{prefix}o:{event.tenant_id}", field_, _pack(flags_of(d))))
+        for ident in sorted(folded.records):
+            t, kind, id_ = ident
+            old, new = folded.records[ident], state.records[ident]
+            member = f"{kind}:{id_}"
+            out.assignments.append((f"{prefix}i:{t}", member, _pack(new) if new else None))
             if new is not None and old is None:
-                out.assignments.append((_key(self.keys, "p", t, new.project, new.day), member, "1"))
-            out.scores.extend(index_moves(self.keys, t, old, new))
+                out.assignments.append((f"{prefix}p:{t}:{new.project}:{new.day}", member, "1"))
+            out.scores.extend(index_moves(prefix, t, old, new))
         return out
+
+
+def forget_oldest(state: State, cap: int) -> None:
+    """Keep at most ``cap`` records, dropping those first seen longest ago (to be read
+    from Redis again when named)."""
+    excess = len(state.records) - cap
+    if excess > 0:
+        state.complete = False
+        for ident in list(islice(state.records, excess)):
+            del state.records[ident]
 
 
 # -- reading records -----------------------------------------------------------------------------------
