@@ -52,11 +52,11 @@ Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
-from typing import Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -95,6 +95,8 @@ AsDefined = Literal["then", "now"]
 KINDS: tuple[Kind, ...] = ("call", "conversation")
 GROUP_BYS: tuple[GroupBy, ...] = ("outcome", "category", "agent", "team", "list", "project", "day", "week")
 
+#: the events that move a contact between lists
+ContactListEvent = ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted
 #: (project or None for a global outcome, code) -> (category, parent)
 Definitions = dict[tuple[str | None, str], tuple[str, str | None]]
 
@@ -242,15 +244,36 @@ def _category_then(tenant: TenantState, project: str, d: OutcomeDefinition) -> s
     return root_category(tenant.definitions, project, d.code, d.category, d.parent)
 
 
+def _call(event: CallStarted | CallAnswered | AgentConnected | CallEnded) -> tuple[str, str]:
+    return "call", event.call_id
+
+
+def _conversation(event: ConversationStarted | ConversationClosed) -> tuple[str, str]:
+    return "conversation", event.conversation_id
+
+
+def _selection(event: OutcomeSelected | OutcomeCorrected) -> tuple[str, str]:
+    return event.interaction, event.interaction_id
+
+
+#: event type -> (kind, id) of the interaction it is about, for the events the mix reads
+#: (a table looked up by the event's type: one lookup per event, not a chain of isinstance)
+TARGETS: dict[type[DomainEvent], Callable[[Any], tuple[str, str]]] = {
+    CallStarted: _call,
+    CallAnswered: _call,
+    AgentConnected: _call,
+    CallEnded: _call,
+    ConversationStarted: _conversation,
+    ConversationClosed: _conversation,
+    OutcomeSelected: _selection,
+    OutcomeCorrected: _selection,
+}
+
+
 def target(event: DomainEvent) -> tuple[str, str] | None:
     """(kind, id) of the interaction an event is about, for the events the mix reads."""
-    if isinstance(event, CallStarted | CallAnswered | AgentConnected | CallEnded):
-        return "call", event.call_id
-    if isinstance(event, ConversationStarted | ConversationClosed):
-        return "conversation", event.conversation_id
-    if isinstance(event, OutcomeSelected | OutcomeCorrected):
-        return event.interaction, event.interaction_id
-    return None
+    about = TARGETS.get(type(event))
+    return None if about is None else about(event)
 
 
 def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
@@ -262,7 +285,31 @@ def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
     return Facts("conversation", event.project_id, event.channel, day, contact=event.contact_id)
 
 
+def answered(facts: Facts, tenant: TenantState, event: CallAnswered) -> Facts:
+    return facts if event.agent_id is None else msgspec.structs.replace(facts, agent=event.agent_id)
+
+
+def connected(facts: Facts, tenant: TenantState, event: AgentConnected) -> Facts:
+    return msgspec.structs.replace(facts, agent=event.agent_id)
+
+
+def ended(facts: Facts, tenant: TenantState, event: CallEnded) -> Facts:
+    team = tenant.teams.get(facts.agent) if facts.agent else None
+    listed = tenant.contact_list(facts.project, facts.contact)
+    return msgspec.structs.replace(
+        facts, ended=True, termination=event.termination_reason, close_team=team, close_list=listed
+    )
+
+
+def closed(facts: Facts, tenant: TenantState, event: ConversationClosed) -> Facts:
+    return msgspec.structs.replace(facts, closed=True, close_list=tenant.contact_list(facts.project, facts.contact))
+
+
 def selected(facts: Facts, tenant: TenantState, event: OutcomeSelected) -> Facts:
+    """The selection stands (a conversation kept active collects several: the last one before
+    the close counts); a late business result is history, not the mix."""
+    if event.late:
+        return facts
     agent = _selector(event.actor, event.agent_id) or facts.agent
     standing = Standing(
         code=event.outcome_code,
@@ -291,51 +338,76 @@ def corrected(facts: Facts, tenant: TenantState, event: OutcomeCorrected) -> Fac
     return msgspec.structs.replace(facts, standing=standing)
 
 
+#: event type -> how it changes the facts of an interaction already started
+INTERACTION_RULES: dict[type[DomainEvent], Callable[[Facts, TenantState, Any], Facts]] = {
+    CallAnswered: answered,
+    AgentConnected: connected,
+    CallEnded: ended,
+    ConversationClosed: closed,
+    OutcomeSelected: selected,
+    OutcomeCorrected: corrected,
+}
+
+
 def fold_interaction(facts: Facts | None, tenant: TenantState, event: DomainEvent) -> Facts | None:
     """One interaction's facts after one event about it."""
     if isinstance(event, CallStarted | ConversationStarted):
         return started(event, tenant.tz)
     if facts is None:
         return None  # the start is missing (cannot happen in an accepted history): nothing to count
-    if isinstance(event, CallAnswered) and event.agent_id is not None:
-        return msgspec.structs.replace(facts, agent=event.agent_id)
-    if isinstance(event, AgentConnected):
-        return msgspec.structs.replace(facts, agent=event.agent_id)
-    if isinstance(event, CallEnded):
-        team = tenant.teams.get(facts.agent) if facts.agent else None
-        listed = tenant.contact_list(facts.project, facts.contact)
-        return msgspec.structs.replace(
-            facts, ended=True, termination=event.termination_reason, close_team=team, close_list=listed
-        )
-    if isinstance(event, ConversationClosed):
-        return msgspec.structs.replace(facts, closed=True, close_list=tenant.contact_list(facts.project, facts.contact))
-    if isinstance(event, OutcomeSelected) and not event.late:
-        # a conversation kept active collects several: the last one before the close counts
-        return selected(facts, tenant, event)
-    if isinstance(event, OutcomeCorrected):
-        return corrected(facts, tenant, event)
-    return facts
+    rule = INTERACTION_RULES.get(type(event))
+    return facts if rule is None else rule(facts, tenant, event)
+
+
+def _time_zone(tenant: TenantState, event: TenantCreated) -> None:
+    tenant.tz = event.time_zone
+
+
+def _team(tenant: TenantState, event: AgentTeamChanged) -> None:
+    tenant.teams[event.agent_id] = event.team_id
+
+
+def _definition(tenant: TenantState, event: OutcomeDefined | OutcomeChanged) -> None:
+    d = event.definition
+    tenant.definitions[(event.project_id, d.code)] = (d.category, d.parent)
+
+
+def _project_list(tenant: TenantState, event: ProjectCreated | ProjectChanged) -> None:
+    tenant.project_lists[event.project_id] = event.settings.contact_list
+
+
+def _contact(tenant: TenantState, event: ContactListEvent) -> None:
+    was = tenant.contacts.get(event.contact_id, ContactList())
+    tenant.contacts[event.contact_id] = contact_list_after(was, event)
+
+
+#: event type -> how it changes the tenant-wide state (time zone, teams, definitions, lists)
+TENANT_RULES: dict[type[DomainEvent], Callable[[TenantState, Any], None]] = {
+    TenantCreated: _time_zone,
+    AgentTeamChanged: _team,
+    OutcomeDefined: _definition,
+    OutcomeChanged: _definition,
+    ProjectCreated: _project_list,
+    ProjectChanged: _project_list,
+    ContactSaved: _contact,
+    ContactMovedToList: _contact,
+    ContactRemovedFromList: _contact,
+    ContactListChangeReverted: _contact,
+}
 
 
 def fold_tenant(tenant: TenantState, event: DomainEvent) -> None:
-    """The tenant-wide state an event changes (time zone, teams, definitions)."""
-    if isinstance(event, TenantCreated):
-        tenant.tz = event.time_zone
-    elif isinstance(event, AgentTeamChanged):
-        tenant.teams[event.agent_id] = event.team_id
-    elif isinstance(event, OutcomeDefined | OutcomeChanged):
-        d = event.definition
-        tenant.definitions[(event.project_id, d.code)] = (d.category, d.parent)
-    elif isinstance(event, ProjectCreated | ProjectChanged):
-        tenant.project_lists[event.project_id] = event.settings.contact_list
-    elif isinstance(event, ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted):
-        was = tenant.contacts.get(event.contact_id, ContactList())
-        tenant.contacts[event.contact_id] = contact_list_after(was, event)
+    """The tenant-wide state an event changes (time zone, teams, definitions, lists)."""
+    rule = TENANT_RULES.get(type(event))
+    if rule is not None:
+        rule(tenant, event)
 
 
-def contact_list_after(
-    was: ContactList, event: ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted
-) -> ContactList:
+#: the event types the mix reads (no other is even decoded for it)
+TOPICS = frozenset(t.type_name for t in (*TARGETS, *TENANT_RULES))
+
+
+def contact_list_after(was: ContactList, event: ContactListEvent) -> ContactList:
     """A contact's list after one event: a save sets the saved list; an outcome's move or
     removal overrides it until reverted (back to the saved list, or to the list it left)."""
     if isinstance(event, ContactSaved):
@@ -465,7 +537,7 @@ class OutcomeMixView(View):
     def __init__(
         self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
     ) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow)
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
 
     def load(self, events: Sequence[DomainEvent]) -> State:
         """The state the batch touches, in one pipelined round trip."""
