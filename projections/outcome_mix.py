@@ -530,7 +530,61 @@ def moves(
     return out
 
 
-# -- the view: load state, fold, write with the position ---------------------------------------------
+#: how many interactions, revenue sums and contacts a view remembers across batches before
+#: it forgets them (and reads those it needs from Redis again): ~0.5 KB each, so ~100 MB
+MEMORY_CAP = 200_000
+
+Ident = tuple[str, str, str]
+
+
+@dataclass
+class Memory:
+    """The view's stored state as this process's last commit left it, kept across batches so
+    a batch neither reads nor decodes again what the previous one wrote. Valid only while the
+    view's position is still ``at`` (the commit's) in the same generation (``prefix``):
+    another runner's commit or a replay's switch-over moves one of them, and the memory is
+    dropped (as after any refused or failed commit).
+
+    ``complete``: begun at position 0, where the view holds nothing (its keys are written
+    only with its position), so what the memory does not hold is not stored either: nothing
+    is read. Once past ``MEMORY_CAP`` it forgets the interactions, sums and contacts and
+    reads each again from Redis when a batch needs it (the tenants' small state stays)."""
+
+    at: int
+    prefix: str
+    complete: bool
+    state: State = field(default_factory=State)
+    #: (revenue hash, field) -> the sum stored there
+    revenue: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    #: per tenant, the contacts whose stored list ``state`` holds (or knows is absent);
+    #: only kept when not ``complete``
+    contacts_known: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: name parts -> key (a batch names the same few hashes thousands of times)
+    names: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def name(self, *parts: str) -> str:
+        """The key of the view named by ``parts`` (``_key``'s, built once)."""
+        found = self.names.get(parts)
+        if found is None:
+            found = self.names[parts] = self.prefix + ":".join(parts)
+        return found
+
+    def size(self) -> int:
+        contacts = sum(len(s.contacts) for s in self.state.tenants.values())
+        return len(self.state.interactions) + len(self.revenue) + contacts + len(self.names)
+
+    def forget(self) -> None:
+        """Drop all but the tenants' time zones, teams, definitions and project lists."""
+        self.complete = False
+        self.state.interactions.clear()
+        self.revenue.clear()
+        self.contacts_known.clear()
+        self.names.clear()
+        for tenant in self.state.tenants.values():
+            tenant.contacts.clear()
+
+
+# -- the view: recall state, fold, write with the position ---------------------------------------------
 
 
 class OutcomeMixView(View):
@@ -538,130 +592,191 @@ class OutcomeMixView(View):
         self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
     ) -> None:
         super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
+        #: the state as this process's last commit left it (see Memory)
+        self._memory: Memory | None = None
+        #: the memory of the batch being committed
+        self._batch: Memory | None = None
 
-    def load(self, events: Sequence[DomainEvent]) -> State:
-        """The state the batch touches, in one pipelined round trip."""
-        tenants = sorted({e.tenant_id for e in events})
+    def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
+        """``View.commit``, remembering the state the commit leaves for the next batch."""
+        prefix = self.keys.view(NAME)
+        memory = self._memory
+        if memory is None or memory.at != position or memory.prefix != prefix:
+            memory = Memory(position, prefix, complete=position == 0)
+        self._memory = None  # a refused or failed commit leaves nothing remembered
+        self._batch = memory
+        try:
+            done = super().commit(position, last, events)
+        finally:
+            self._batch = None
+        if done == 1:
+            memory.at = last
+            if memory.size() > MEMORY_CAP:
+                memory.forget()
+            self._memory = memory
+        return done
+
+    def _recall(self, memory: Memory, events: Sequence[DomainEvent]) -> list[Ident]:
+        """Bring the stored state the batch touches into memory (what it does not hold yet, in
+        one pipelined round trip, two with contacts); returns the interactions touched."""
+        state = memory.state
+        touched: dict[Ident, None] = {}
         wanted: dict[str, list[str]] = defaultdict(list)
         for e in events:
             about = target(e)
-            if about is not None:
+            if about is None:
+                continue
+            ident = (e.tenant_id, *about)
+            if ident in touched:
+                continue
+            touched[ident] = None
+            if ident in state.interactions:
+                continue
+            if memory.complete or isinstance(e, CallStarted | ConversationStarted):
+                state.interactions[ident] = None  # nothing is stored before the start
+            else:
                 wanted[e.tenant_id].append(f"{about[0]}:{about[1]}")
+        tenants = sorted({e.tenant_id for e in events} - state.tenants.keys())
+        if memory.complete:
+            state.tenants.update((t, TenantState()) for t in tenants)
+            return list(touched)
         pipe = self.client.pipeline(transaction=False)
         for t in tenants:
-            pipe.hget(_key(self.keys, "tz"), t)
-            pipe.hgetall(_key(self.keys, "a", t))
-            pipe.hgetall(_key(self.keys, "o", t))
-            pipe.hmget(_key(self.keys, "i", t), wanted[t] or ["-"])
-            pipe.hgetall(_key(self.keys, "pl", t))
-        replies = iter(pipe.execute())
-        state = State()
+            pipe.hget(memory.name("tz"), t)
+            pipe.hgetall(memory.name("a", t))
+            pipe.hgetall(memory.name("o", t))
+            pipe.hgetall(memory.name("pl", t))
+        for t, names in wanted.items():
+            pipe.hmget(memory.name("i", t), names)
+        replies = iter(pipe.execute() if tenants or wanted else ())
         for t in tenants:
-            tz, teams, defs, found, lists = (next(replies) for _ in range(5))
+            tz, teams, defs, lists = (next(replies) for _ in range(4))
             state.tenants[t] = TenantState(
                 tz=tz.decode() if tz else None,
                 teams={a.decode(): msgspec.json.decode(v) for a, v in teams.items()},
                 definitions=_definitions(defs),
                 project_lists={p.decode(): msgspec.json.decode(v) for p, v in lists.items()},
             )
-            for name, raw in zip(wanted[t], found, strict=False):
-                kind, _, ident = name.partition(":")
-                state.interactions[(t, kind, ident)] = _facts.decode(raw) if raw else None
-        self._load_contacts(state, events)
-        return state
+        for t, names in wanted.items():
+            for name, raw in zip(names, next(replies), strict=True):
+                kind, _, ident_ = name.partition(":")
+                state.interactions[(t, kind, ident_)] = _facts.decode(raw) if raw else None
+        self._recall_contacts(memory, events, touched)
+        return list(touched)
 
-    def _load_contacts(self, state: State, events: Sequence[DomainEvent]) -> None:
+    def _recall_contacts(self, memory: Memory, events: Sequence[DomainEvent], touched: Iterable[Ident]) -> None:
         """The lists of the contacts the batch names or whose interactions it touches."""
         contacts: dict[str, set[str]] = defaultdict(set)
         for e in events:
             contact = getattr(e, "contact_id", None)
             if isinstance(contact, str):
                 contacts[e.tenant_id].add(contact)
-        for (t, _kind, _ident), facts in state.interactions.items():
+        for ident in touched:
+            facts = memory.state.interactions.get(ident)
             if facts is not None and facts.contact is not None:
-                contacts[t].add(facts.contact)
-        wanted = {t: sorted(c) for t, c in contacts.items() if c}
+                contacts[ident[0]].add(facts.contact)
+        wanted = {t: sorted(c - memory.contacts_known[t]) for t, c in contacts.items()}
+        wanted = {t: names for t, names in wanted.items() if names}
         if not wanted:
             return
         pipe = self.client.pipeline(transaction=False)
         for t, names in wanted.items():
-            pipe.hmget(_key(self.keys, "cl", t), names)
+            pipe.hmget(memory.name("cl", t), names)
         for (t, names), found in zip(wanted.items(), pipe.execute(), strict=True):
-            tenant = state.tenants.setdefault(t, TenantState())
+            tenant = memory.state.tenants.setdefault(t, TenantState())
             tenant.contacts.update({c: _contact_list.decode(raw) for c, raw in zip(names, found, strict=True) if raw})
+            memory.contacts_known[t].update(names)
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
-        state = self.load(events)
-        before = dict(state.interactions)
-        loaded = {
-            t: (s.tz, dict(s.teams), dict(s.definitions), dict(s.project_lists), dict(s.contacts))
-            for t, s in state.tenants.items()
-        }
+        # outside a commit (nothing calls it so today) the state is read as if remembered nothing
+        memory = self._batch or Memory(0, self.keys.view(NAME), complete=False)
+        state = memory.state
+        touched = self._recall(memory, events)
+        before = {ident: state.interactions[ident] for ident in touched}
+        named: dict[str, set[str]] = {e.tenant_id: set() for e in events}
+        for e in events:
+            if isinstance(e, ContactListEvent):
+                named[e.tenant_id].add(e.contact_id)
+        loaded = {t: _Loaded.of(state.tenants[t], contacts) for t, contacts in named.items()}
         changed = fold(state, events)
         delta = moves(before, state, changed)
         out = Changes()
         days: set[tuple[str, str, str]] = set()
         for (t, kind, parts, where), n in delta.counts.items():
             if n:
-                out.increments.append((_key(self.keys, parts[0], t, kind, *parts[1:]), where, n))
+                out.increments.append((memory.name(parts[0], t, kind, *parts[1:]), where, n))
                 days.add((t, kind, parts[-1]))
-        out.assignments.extend((_key(self.keys, "d", t, kind), day, "1") for t, kind, day in sorted(days))
-        out.assignments.extend(self._revenue(delta.revenue))
+        out.assignments.extend((memory.name("d", t, kind), day, "1") for t, kind, day in sorted(days))
+        out.assignments.extend(self._revenue(memory, delta.revenue))
         for t, kind, ident in changed:
             facts = state.interactions[(t, kind, ident)]
-            out.assignments.append((_key(self.keys, "i", t), f"{kind}:{ident}", _pack(facts) if facts else None))
-        for t, s in state.tenants.items():
-            out.assignments.extend(self._tenant_writes(t, s, *loaded[t]))
+            out.assignments.append((memory.name("i", t), f"{kind}:{ident}", _pack(facts) if facts else None))
+        for t, was in loaded.items():
+            out.assignments.extend(was.writes(memory, t, state.tenants[t]))
         return out
 
-    def _revenue(self, deltas: Mapping[Where, Decimal]) -> list[Assignment]:
-        """New revenue sums: read (after the position; the script's check guards it), add, set."""
+    def _revenue(self, memory: Memory, deltas: Mapping[Where, Decimal]) -> list[Assignment]:
+        """New revenue sums: the stored ones (remembered, else read after the position: the
+        script's check guards it) plus the batch's."""
         moved = [
-            (_key(self.keys, REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
+            (memory.name(REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
             for (t, kind, parts, where), d in deltas.items()
             if d
         ]
-        if not moved:
-            return []
-        # one HMGET per hash (a batch moves many fields of the same few day hashes), not one
-        # HGET per field: the command count, not the bytes, is what costs here
-        by_key: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
-        for key, where, d in moved:
-            by_key[key].append((where, d))
-        pipe = self.client.pipeline(transaction=False)
-        for key, fields_ in by_key.items():
-            pipe.hmget(key, [where for where, _ in fields_])
+        unknown: dict[str, list[str]] = defaultdict(list)
+        for key, where, _ in moved:
+            if not memory.complete and (key, where) not in memory.revenue:
+                unknown[key].append(where)
+        if unknown:
+            # one HMGET per hash (a batch moves many fields of the same few day hashes), not one
+            # HGET per field: the command count, not the bytes, is what costs here
+            pipe = self.client.pipeline(transaction=False)
+            for key, names in unknown.items():
+                pipe.hmget(key, names)
+            for (key, names), found in zip(unknown.items(), pipe.execute(), strict=True):
+                for where, raw in zip(names, found, strict=True):
+                    memory.revenue[(key, where)] = Decimal(raw.decode()) if raw else Decimal(0)
         out: list[Assignment] = []
-        for (key, fields_), found in zip(by_key.items(), pipe.execute(), strict=True):
-            for (where, d), raw in zip(fields_, found, strict=True):
-                total = (Decimal(raw.decode()) if raw else Decimal(0)) + d
-                out.append((key, where, str(total) if total else None))
+        for key, where, d in moved:
+            total = memory.revenue.get((key, where), Decimal(0)) + d
+            memory.revenue[(key, where)] = total
+            out.append((key, where, str(total) if total else None))
         return out
 
-    def _tenant_writes(
-        self,
-        t: str,
-        s: TenantState,
-        tz: str | None,
-        teams: dict[str, str | None],
-        defs: Definitions,
-        lists: dict[str, str | None],
-        contacts: dict[str, ContactList],
-    ) -> Iterator[Assignment]:
-        if s.tz != tz and s.tz is not None:
-            yield (_key(self.keys, "tz"), t, s.tz)
+
+@dataclass
+class _Loaded:
+    """A tenant's state as stored before the batch (what it touches of it): the batch writes
+    what it changed."""
+
+    tz: str | None
+    teams: dict[str, str | None]
+    definitions: Definitions
+    project_lists: dict[str, str | None]
+    contacts: dict[str, ContactList | None]
+
+    @classmethod
+    def of(cls, s: TenantState, named: Iterable[str]) -> _Loaded:
+        """``named``: the contacts the batch's list events name (no other contact's list changes)."""
+        contacts = {c: s.contacts.get(c) for c in named}
+        return cls(s.tz, dict(s.teams), dict(s.definitions), dict(s.project_lists), contacts)
+
+    def writes(self, memory: Memory, t: str, s: TenantState) -> Iterator[Assignment]:
+        if s.tz != self.tz and s.tz is not None:
+            yield (memory.name("tz"), t, s.tz)
         for agent, team in s.teams.items():
-            if agent not in teams or teams[agent] != team:
-                yield (_key(self.keys, "a", t), agent, _pack(team))
+            if agent not in self.teams or self.teams[agent] != team:
+                yield (memory.name("a", t), agent, _pack(team))
         for (project, code), value in s.definitions.items():
-            if defs.get((project, code)) != value:
-                yield (_key(self.keys, "o", t), _pack([project, code]), _pack(list(value)))
+            if self.definitions.get((project, code)) != value:
+                yield (memory.name("o", t), _pack([project, code]), _pack(list(value)))
         for project, listed in s.project_lists.items():
-            if project not in lists or lists[project] != listed:
-                yield (_key(self.keys, "pl", t), project, _pack(listed))
-        for contact, on in s.contacts.items():
-            if contacts.get(contact) != on:
-                yield (_key(self.keys, "cl", t), contact, _pack(on))
+            if project not in self.project_lists or self.project_lists[project] != listed:
+                yield (memory.name("pl", t), project, _pack(listed))
+        for contact, was in self.contacts.items():
+            on = s.contacts.get(contact)
+            if on is not None and on != was:
+                yield (memory.name("cl", t), contact, _pack(on))
 
 
 # -- the query -----------------------------------------------------------------------------------------
