@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
@@ -449,14 +450,17 @@ def fold(state: State, events: Iterable[DomainEvent]) -> set[tuple[str, str, str
     """Fold a batch into the state, in log order; returns the interactions it changed."""
     changed: set[tuple[str, str, str]] = set()
     for event in events:
-        tenant = state.tenants.setdefault(event.tenant_id, TenantState())
+        tenant = state.tenants.get(event.tenant_id)
+        if tenant is None:
+            tenant = state.tenants[event.tenant_id] = TenantState()
         fold_tenant(tenant, event)
         about = target(event)
         if about is None:
             continue
         ident = (event.tenant_id, *about)
-        after = fold_interaction(state.interactions.get(ident), tenant, event)
-        if after != state.interactions.get(ident):
+        was = state.interactions.get(ident)
+        after = fold_interaction(was, tenant, event)
+        if after is not was and after != was:
             state.interactions[ident] = after
             changed.add(ident)
     return changed
@@ -490,29 +494,38 @@ def rollups(c: Cell) -> Iterator[tuple[str, str]]:
         yield "team", c.team
 
 
-#: (tenant, kind, counters hash name parts after them, field)
-Where = tuple[str, str, tuple[str, ...], str]
+#: a counters hash: (tenant, kind, its name's parts after them)
+Hash = tuple[str, str, tuple[str, ...]]
 #: counters hash -> the hash holding the same fields' revenue
 REVENUE_OF = {"c": "r", "g": "gr"}
 
 
+@lru_cache(maxsize=1 << 16)
+def counter_field(value: Cell | Reduced) -> str:
+    """A counters hash field: the JSON of a cell (or a reduced one), packed once for the many
+    interactions that fall in the same one."""
+    return _pack(value)
+
+
 @dataclass
 class Moves:
-    """Counter deltas of a batch: count and revenue per (counters hash, field)."""
+    """Counter deltas of a batch: count and revenue per counters hash and field."""
 
-    counts: dict[Where, int] = field(default_factory=lambda: defaultdict(int))
-    revenue: dict[Where, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    counts: dict[Hash, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    revenue: dict[Hash, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Decimal)))
 
     def add(self, tenant: str, facts: Facts, where: Cell, sign: int) -> None:
-        reduced = _pack(Reduced(where.code, where.category, where.selected_by, where.corrected))
-        targets: list[tuple[tuple[str, ...], str]] = [(("c", facts.day), _pack(where))]
-        targets += [(("g", dim, value, facts.day), reduced) for dim, value in rollups(where)]
         s = facts.standing
-        for parts, name in targets:
-            at = (tenant, facts.kind, parts, name)
-            self.counts[at] += sign
-            if s is not None and s.revenue is not None:
-                self.revenue[at] += sign * s.revenue
+        revenue = s.revenue if s is not None else None
+        self._add((tenant, facts.kind, ("c", facts.day)), counter_field(where), sign, revenue)
+        reduced = counter_field(Reduced(where.code, where.category, where.selected_by, where.corrected))
+        for dim, value in rollups(where):
+            self._add((tenant, facts.kind, ("g", dim, value, facts.day)), reduced, sign, revenue)
+
+    def _add(self, at: Hash, name: str, sign: int, revenue: Decimal | None) -> None:
+        self.counts[at][name] += sign
+        if revenue is not None:
+            self.revenue[at][name] += sign * revenue
 
 
 def moves(
@@ -693,7 +706,7 @@ class OutcomeMixView(View):
         state = memory.state
         touched = self._recall(memory, events)
         before = {ident: state.interactions[ident] for ident in touched}
-        named: dict[str, set[str]] = {e.tenant_id: set() for e in events}
+        named: dict[str, set[str]] = {t: set() for t in {e.tenant_id for e in events}}
         for e in events:
             if isinstance(e, ContactListEvent):
                 named[e.tenant_id].add(e.contact_id)
@@ -702,9 +715,11 @@ class OutcomeMixView(View):
         delta = moves(before, state, changed)
         out = Changes()
         days: set[tuple[str, str, str]] = set()
-        for (t, kind, parts, where), n in delta.counts.items():
-            if n:
-                out.increments.append((memory.name(parts[0], t, kind, *parts[1:]), where, n))
+        for (t, kind, parts), counts in delta.counts.items():
+            key = memory.name(parts[0], t, kind, *parts[1:])
+            moved = [(key, where, n) for where, n in counts.items() if n]
+            if moved:
+                out.increments.extend(moved)
                 days.add((t, kind, parts[-1]))
         out.assignments.extend((memory.name("d", t, kind), day, "1") for t, kind, day in sorted(days))
         out.assignments.extend(self._revenue(memory, delta.revenue))
@@ -715,12 +730,13 @@ class OutcomeMixView(View):
             out.assignments.extend(was.writes(memory, t, state.tenants[t]))
         return out
 
-    def _revenue(self, memory: Memory, deltas: Mapping[Where, Decimal]) -> list[Assignment]:
+    def _revenue(self, memory: Memory, deltas: Mapping[Hash, Mapping[str, Decimal]]) -> list[Assignment]:
         """New revenue sums: the stored ones (remembered, else read after the position: the
         script's check guards it) plus the batch's."""
         moved = [
             (memory.name(REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
-            for (t, kind, parts, where), d in deltas.items()
+            for (t, kind, parts), sums in deltas.items()
+            for where, d in sums.items()
             if d
         ]
         unknown: dict[str, list[str]] = defaultdict(list)
