@@ -602,9 +602,17 @@ class Memory:
 
 class OutcomeMixView(View):
     def __init__(
-        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+        self,
+        client: redis.Redis,
+        keys: ShardKeys,
+        mapper: StructMapper,
+        batch_size: int = 1000,
+        *,
+        follow: bool = True,
+        memory_cap: int = MEMORY_CAP,
     ) -> None:
         super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
+        self.memory_cap = memory_cap
         #: the state as this process's last commit left it (see Memory)
         self._memory: Memory | None = None
         #: the memory of the batch being committed
@@ -624,7 +632,7 @@ class OutcomeMixView(View):
             self._batch = None
         if done == 1:
             memory.at = last
-            if memory.size() > MEMORY_CAP:
+            if memory.size() > self.memory_cap:
                 memory.forget()
             self._memory = memory
         return done
