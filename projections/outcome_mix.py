@@ -28,6 +28,9 @@ that stands, per tenant its time zone, agents' teams and outcome definitions (ca
 parent) -- and writes that state in the same script as the counters and the position. A
 batch reads the state it touches once (pipelined), folds its events in memory, and emits
 for each interaction it changed: -1 on the cell it was in, +1 on the cell it is in now.
+The state its last commit wrote stays in the process (``Memory``) while the view's
+position is still that commit's, so the next batch does not read it again; from position
+0 (a rebuild) nothing is read at all.
 
 Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 
