@@ -28,6 +28,9 @@ that stands, per tenant its time zone, agents' teams and outcome definitions (ca
 parent) -- and writes that state in the same script as the counters and the position. A
 batch reads the state it touches once (pipelined), folds its events in memory, and emits
 for each interaction it changed: -1 on the cell it was in, +1 on the cell it is in now.
+The state its last commit wrote stays in the process (``Memory``) while the view's
+position is still that commit's, so the next batch does not read it again; from position
+0 (a rebuild) nothing is read at all.
 
 Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 
@@ -52,11 +55,12 @@ Keys (prefix ``ShardKeys.view("outcome-mix")``, in the shard's slot):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
-from typing import Literal, NamedTuple, cast
+from functools import lru_cache
+from typing import Any, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -95,6 +99,8 @@ AsDefined = Literal["then", "now"]
 KINDS: tuple[Kind, ...] = ("call", "conversation")
 GROUP_BYS: tuple[GroupBy, ...] = ("outcome", "category", "agent", "team", "list", "project", "day", "week")
 
+#: the events that move a contact between lists
+ContactListEvent = ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted
 #: (project or None for a global outcome, code) -> (category, parent)
 Definitions = dict[tuple[str | None, str], tuple[str, str | None]]
 
@@ -242,15 +248,36 @@ def _category_then(tenant: TenantState, project: str, d: OutcomeDefinition) -> s
     return root_category(tenant.definitions, project, d.code, d.category, d.parent)
 
 
+def _call(event: CallStarted | CallAnswered | AgentConnected | CallEnded) -> tuple[str, str]:
+    return "call", event.call_id
+
+
+def _conversation(event: ConversationStarted | ConversationClosed) -> tuple[str, str]:
+    return "conversation", event.conversation_id
+
+
+def _selection(event: OutcomeSelected | OutcomeCorrected) -> tuple[str, str]:
+    return event.interaction, event.interaction_id
+
+
+#: event type -> (kind, id) of the interaction it is about, for the events the mix reads
+#: (a table looked up by the event's type: one lookup per event, not a chain of isinstance)
+TARGETS: dict[type[DomainEvent], Callable[[Any], tuple[str, str]]] = {
+    CallStarted: _call,
+    CallAnswered: _call,
+    AgentConnected: _call,
+    CallEnded: _call,
+    ConversationStarted: _conversation,
+    ConversationClosed: _conversation,
+    OutcomeSelected: _selection,
+    OutcomeCorrected: _selection,
+}
+
+
 def target(event: DomainEvent) -> tuple[str, str] | None:
     """(kind, id) of the interaction an event is about, for the events the mix reads."""
-    if isinstance(event, CallStarted | CallAnswered | AgentConnected | CallEnded):
-        return "call", event.call_id
-    if isinstance(event, ConversationStarted | ConversationClosed):
-        return "conversation", event.conversation_id
-    if isinstance(event, OutcomeSelected | OutcomeCorrected):
-        return event.interaction, event.interaction_id
-    return None
+    about = TARGETS.get(type(event))
+    return None if about is None else about(event)
 
 
 def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
@@ -262,7 +289,31 @@ def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
     return Facts("conversation", event.project_id, event.channel, day, contact=event.contact_id)
 
 
+def answered(facts: Facts, tenant: TenantState, event: CallAnswered) -> Facts:
+    return facts if event.agent_id is None else msgspec.structs.replace(facts, agent=event.agent_id)
+
+
+def connected(facts: Facts, tenant: TenantState, event: AgentConnected) -> Facts:
+    return msgspec.structs.replace(facts, agent=event.agent_id)
+
+
+def ended(facts: Facts, tenant: TenantState, event: CallEnded) -> Facts:
+    team = tenant.teams.get(facts.agent) if facts.agent else None
+    listed = tenant.contact_list(facts.project, facts.contact)
+    return msgspec.structs.replace(
+        facts, ended=True, termination=event.termination_reason, close_team=team, close_list=listed
+    )
+
+
+def closed(facts: Facts, tenant: TenantState, event: ConversationClosed) -> Facts:
+    return msgspec.structs.replace(facts, closed=True, close_list=tenant.contact_list(facts.project, facts.contact))
+
+
 def selected(facts: Facts, tenant: TenantState, event: OutcomeSelected) -> Facts:
+    """The selection stands (a conversation kept active collects several: the last one before
+    the close counts); a late business result is history, not the mix."""
+    if event.late:
+        return facts
     agent = _selector(event.actor, event.agent_id) or facts.agent
     standing = Standing(
         code=event.outcome_code,
@@ -291,51 +342,76 @@ def corrected(facts: Facts, tenant: TenantState, event: OutcomeCorrected) -> Fac
     return msgspec.structs.replace(facts, standing=standing)
 
 
+#: event type -> how it changes the facts of an interaction already started
+INTERACTION_RULES: dict[type[DomainEvent], Callable[[Facts, TenantState, Any], Facts]] = {
+    CallAnswered: answered,
+    AgentConnected: connected,
+    CallEnded: ended,
+    ConversationClosed: closed,
+    OutcomeSelected: selected,
+    OutcomeCorrected: corrected,
+}
+
+
 def fold_interaction(facts: Facts | None, tenant: TenantState, event: DomainEvent) -> Facts | None:
     """One interaction's facts after one event about it."""
     if isinstance(event, CallStarted | ConversationStarted):
         return started(event, tenant.tz)
     if facts is None:
         return None  # the start is missing (cannot happen in an accepted history): nothing to count
-    if isinstance(event, CallAnswered) and event.agent_id is not None:
-        return msgspec.structs.replace(facts, agent=event.agent_id)
-    if isinstance(event, AgentConnected):
-        return msgspec.structs.replace(facts, agent=event.agent_id)
-    if isinstance(event, CallEnded):
-        team = tenant.teams.get(facts.agent) if facts.agent else None
-        listed = tenant.contact_list(facts.project, facts.contact)
-        return msgspec.structs.replace(
-            facts, ended=True, termination=event.termination_reason, close_team=team, close_list=listed
-        )
-    if isinstance(event, ConversationClosed):
-        return msgspec.structs.replace(facts, closed=True, close_list=tenant.contact_list(facts.project, facts.contact))
-    if isinstance(event, OutcomeSelected) and not event.late:
-        # a conversation kept active collects several: the last one before the close counts
-        return selected(facts, tenant, event)
-    if isinstance(event, OutcomeCorrected):
-        return corrected(facts, tenant, event)
-    return facts
+    rule = INTERACTION_RULES.get(type(event))
+    return facts if rule is None else rule(facts, tenant, event)
+
+
+def _time_zone(tenant: TenantState, event: TenantCreated) -> None:
+    tenant.tz = event.time_zone
+
+
+def _team(tenant: TenantState, event: AgentTeamChanged) -> None:
+    tenant.teams[event.agent_id] = event.team_id
+
+
+def _definition(tenant: TenantState, event: OutcomeDefined | OutcomeChanged) -> None:
+    d = event.definition
+    tenant.definitions[(event.project_id, d.code)] = (d.category, d.parent)
+
+
+def _project_list(tenant: TenantState, event: ProjectCreated | ProjectChanged) -> None:
+    tenant.project_lists[event.project_id] = event.settings.contact_list
+
+
+def _contact(tenant: TenantState, event: ContactListEvent) -> None:
+    was = tenant.contacts.get(event.contact_id, ContactList())
+    tenant.contacts[event.contact_id] = contact_list_after(was, event)
+
+
+#: event type -> how it changes the tenant-wide state (time zone, teams, definitions, lists)
+TENANT_RULES: dict[type[DomainEvent], Callable[[TenantState, Any], None]] = {
+    TenantCreated: _time_zone,
+    AgentTeamChanged: _team,
+    OutcomeDefined: _definition,
+    OutcomeChanged: _definition,
+    ProjectCreated: _project_list,
+    ProjectChanged: _project_list,
+    ContactSaved: _contact,
+    ContactMovedToList: _contact,
+    ContactRemovedFromList: _contact,
+    ContactListChangeReverted: _contact,
+}
 
 
 def fold_tenant(tenant: TenantState, event: DomainEvent) -> None:
-    """The tenant-wide state an event changes (time zone, teams, definitions)."""
-    if isinstance(event, TenantCreated):
-        tenant.tz = event.time_zone
-    elif isinstance(event, AgentTeamChanged):
-        tenant.teams[event.agent_id] = event.team_id
-    elif isinstance(event, OutcomeDefined | OutcomeChanged):
-        d = event.definition
-        tenant.definitions[(event.project_id, d.code)] = (d.category, d.parent)
-    elif isinstance(event, ProjectCreated | ProjectChanged):
-        tenant.project_lists[event.project_id] = event.settings.contact_list
-    elif isinstance(event, ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted):
-        was = tenant.contacts.get(event.contact_id, ContactList())
-        tenant.contacts[event.contact_id] = contact_list_after(was, event)
+    """The tenant-wide state an event changes (time zone, teams, definitions, lists)."""
+    rule = TENANT_RULES.get(type(event))
+    if rule is not None:
+        rule(tenant, event)
 
 
-def contact_list_after(
-    was: ContactList, event: ContactSaved | ContactMovedToList | ContactRemovedFromList | ContactListChangeReverted
-) -> ContactList:
+#: the event types the mix reads (no other is even decoded for it)
+TOPICS = frozenset(t.type_name for t in (*TARGETS, *TENANT_RULES))
+
+
+def contact_list_after(was: ContactList, event: ContactListEvent) -> ContactList:
     """A contact's list after one event: a save sets the saved list; an outcome's move or
     removal overrides it until reverted (back to the saved list, or to the list it left)."""
     if isinstance(event, ContactSaved):
@@ -377,14 +453,17 @@ def fold(state: State, events: Iterable[DomainEvent]) -> set[tuple[str, str, str
     """Fold a batch into the state, in log order; returns the interactions it changed."""
     changed: set[tuple[str, str, str]] = set()
     for event in events:
-        tenant = state.tenants.setdefault(event.tenant_id, TenantState())
+        tenant = state.tenants.get(event.tenant_id)
+        if tenant is None:
+            tenant = state.tenants[event.tenant_id] = TenantState()
         fold_tenant(tenant, event)
         about = target(event)
         if about is None:
             continue
         ident = (event.tenant_id, *about)
-        after = fold_interaction(state.interactions.get(ident), tenant, event)
-        if after != state.interactions.get(ident):
+        was = state.interactions.get(ident)
+        after = fold_interaction(was, tenant, event)
+        if after is not was and after != was:
             state.interactions[ident] = after
             changed.add(ident)
     return changed
@@ -418,29 +497,38 @@ def rollups(c: Cell) -> Iterator[tuple[str, str]]:
         yield "team", c.team
 
 
-#: (tenant, kind, counters hash name parts after them, field)
-Where = tuple[str, str, tuple[str, ...], str]
+#: a counters hash: (tenant, kind, its name's parts after them)
+Hash = tuple[str, str, tuple[str, ...]]
 #: counters hash -> the hash holding the same fields' revenue
 REVENUE_OF = {"c": "r", "g": "gr"}
 
 
+@lru_cache(maxsize=1 << 16)
+def counter_field(value: Cell | Reduced) -> str:
+    """A counters hash field: the JSON of a cell (or a reduced one), packed once for the many
+    interactions that fall in the same one."""
+    return _pack(value)
+
+
 @dataclass
 class Moves:
-    """Counter deltas of a batch: count and revenue per (counters hash, field)."""
+    """Counter deltas of a batch: count and revenue per counters hash and field."""
 
-    counts: dict[Where, int] = field(default_factory=lambda: defaultdict(int))
-    revenue: dict[Where, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    counts: dict[Hash, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    revenue: dict[Hash, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Decimal)))
 
     def add(self, tenant: str, facts: Facts, where: Cell, sign: int) -> None:
-        reduced = _pack(Reduced(where.code, where.category, where.selected_by, where.corrected))
-        targets: list[tuple[tuple[str, ...], str]] = [(("c", facts.day), _pack(where))]
-        targets += [(("g", dim, value, facts.day), reduced) for dim, value in rollups(where)]
         s = facts.standing
-        for parts, name in targets:
-            at = (tenant, facts.kind, parts, name)
-            self.counts[at] += sign
-            if s is not None and s.revenue is not None:
-                self.revenue[at] += sign * s.revenue
+        revenue = s.revenue if s is not None else None
+        self._add((tenant, facts.kind, ("c", facts.day)), counter_field(where), sign, revenue)
+        reduced = counter_field(Reduced(where.code, where.category, where.selected_by, where.corrected))
+        for dim, value in rollups(where):
+            self._add((tenant, facts.kind, ("g", dim, value, facts.day)), reduced, sign, revenue)
+
+    def _add(self, at: Hash, name: str, sign: int, revenue: Decimal | None) -> None:
+        self.counts[at][name] += sign
+        if revenue is not None:
+            self.revenue[at][name] += sign * revenue
 
 
 def moves(
@@ -458,138 +546,281 @@ def moves(
     return out
 
 
-# -- the view: load state, fold, write with the position ---------------------------------------------
+#: how many interactions, revenue sums and contacts a view remembers across batches before
+#: it forgets them (and reads those it needs from Redis again): ~0.5 KB each, so ~100 MB
+MEMORY_CAP = 200_000
+
+Ident = tuple[str, str, str]
+
+
+@dataclass
+class Memory:
+    """The view's stored state as this process's last commit left it, kept across batches so
+    a batch neither reads nor decodes again what the previous one wrote. Valid only while the
+    view's position is still ``at`` (the commit's) in the same generation (``prefix``):
+    another runner's commit or a replay's switch-over moves one of them, and the memory is
+    dropped (as after any refused or failed commit).
+
+    ``complete``: begun at position 0, where the view holds nothing (its keys are written
+    only with its position), so what the memory does not hold is not stored either: nothing
+    is read. Once past ``MEMORY_CAP`` it forgets the interactions, sums and contacts and
+    reads each again from Redis when a batch needs it (the tenants' small state stays)."""
+
+    at: int
+    prefix: str
+    complete: bool
+    state: State = field(default_factory=State)
+    #: (counters hash, field) -> the count stored there
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (revenue hash, field) -> the sum stored there
+    revenue: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    #: per tenant, the contacts whose stored list ``state`` holds (or knows is absent);
+    #: only kept when not ``complete``
+    contacts_known: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: name parts -> key (a batch names the same few hashes thousands of times)
+    names: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def name(self, *parts: str) -> str:
+        """The key of the view named by ``parts`` (``_key``'s, built once)."""
+        found = self.names.get(parts)
+        if found is None:
+            found = self.names[parts] = self.prefix + ":".join(parts)
+        return found
+
+    def size(self) -> int:
+        contacts = sum(len(s.contacts) for s in self.state.tenants.values())
+        return len(self.state.interactions) + len(self.counts) + len(self.revenue) + contacts + len(self.names)
+
+    def forget(self) -> None:
+        """Drop all but the tenants' time zones, teams, definitions and project lists."""
+        self.complete = False
+        self.state.interactions.clear()
+        self.counts.clear()
+        self.revenue.clear()
+        self.contacts_known.clear()
+        self.names.clear()
+        for tenant in self.state.tenants.values():
+            tenant.contacts.clear()
+
+
+# -- the view: recall state, fold, write with the position ---------------------------------------------
 
 
 class OutcomeMixView(View):
     def __init__(
-        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+        self,
+        client: redis.Redis,
+        keys: ShardKeys,
+        mapper: StructMapper,
+        batch_size: int = 1000,
+        *,
+        follow: bool = True,
+        memory_cap: int = MEMORY_CAP,
     ) -> None:
-        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow)
+        super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
+        self.memory_cap = memory_cap
+        #: the state as this process's last commit left it (see Memory)
+        self._memory: Memory | None = None
+        #: the memory of the batch being committed
+        self._batch: Memory | None = None
 
-    def load(self, events: Sequence[DomainEvent]) -> State:
-        """The state the batch touches, in one pipelined round trip."""
-        tenants = sorted({e.tenant_id for e in events})
+    def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
+        """``View.commit``, remembering the state the commit leaves for the next batch."""
+        prefix = self.keys.view(NAME)
+        memory = self._memory
+        if memory is None or memory.at != position or memory.prefix != prefix:
+            memory = Memory(position, prefix, complete=position == 0)
+        self._memory = None  # a refused or failed commit leaves nothing remembered
+        self._batch = memory
+        try:
+            done = super().commit(position, last, events)
+        finally:
+            self._batch = None
+        if done == 1:
+            memory.at = last
+            if memory.size() > self.memory_cap:
+                memory.forget()
+            self._memory = memory
+        return done
+
+    def _recall(self, memory: Memory, events: Sequence[DomainEvent]) -> list[Ident]:
+        """Bring the stored state the batch touches into memory (what it does not hold yet, in
+        one pipelined round trip, two with contacts); returns the interactions touched."""
+        state = memory.state
+        touched: dict[Ident, None] = {}
         wanted: dict[str, list[str]] = defaultdict(list)
         for e in events:
             about = target(e)
-            if about is not None:
+            if about is None:
+                continue
+            ident = (e.tenant_id, *about)
+            if ident in touched:
+                continue
+            touched[ident] = None
+            if ident in state.interactions:
+                continue
+            if memory.complete or isinstance(e, CallStarted | ConversationStarted):
+                state.interactions[ident] = None  # nothing is stored before the start
+            else:
                 wanted[e.tenant_id].append(f"{about[0]}:{about[1]}")
+        tenants = sorted({e.tenant_id for e in events} - state.tenants.keys())
+        if memory.complete:
+            state.tenants.update((t, TenantState()) for t in tenants)
+            return list(touched)
         pipe = self.client.pipeline(transaction=False)
         for t in tenants:
-            pipe.hget(_key(self.keys, "tz"), t)
-            pipe.hgetall(_key(self.keys, "a", t))
-            pipe.hgetall(_key(self.keys, "o", t))
-            pipe.hmget(_key(self.keys, "i", t), wanted[t] or ["-"])
-            pipe.hgetall(_key(self.keys, "pl", t))
-        replies = iter(pipe.execute())
-        state = State()
+            pipe.hget(memory.name("tz"), t)
+            pipe.hgetall(memory.name("a", t))
+            pipe.hgetall(memory.name("o", t))
+            pipe.hgetall(memory.name("pl", t))
+        for t, names in wanted.items():
+            pipe.hmget(memory.name("i", t), names)
+        replies = iter(pipe.execute() if tenants or wanted else ())
         for t in tenants:
-            tz, teams, defs, found, lists = (next(replies) for _ in range(5))
+            tz, teams, defs, lists = (next(replies) for _ in range(4))
             state.tenants[t] = TenantState(
                 tz=tz.decode() if tz else None,
                 teams={a.decode(): msgspec.json.decode(v) for a, v in teams.items()},
                 definitions=_definitions(defs),
                 project_lists={p.decode(): msgspec.json.decode(v) for p, v in lists.items()},
             )
-            for name, raw in zip(wanted[t], found, strict=False):
-                kind, _, ident = name.partition(":")
-                state.interactions[(t, kind, ident)] = _facts.decode(raw) if raw else None
-        self._load_contacts(state, events)
-        return state
+        for t, names in wanted.items():
+            for name, raw in zip(names, next(replies), strict=True):
+                kind, _, ident_ = name.partition(":")
+                state.interactions[(t, kind, ident_)] = _facts.decode(raw) if raw else None
+        self._recall_contacts(memory, events, touched)
+        return list(touched)
 
-    def _load_contacts(self, state: State, events: Sequence[DomainEvent]) -> None:
+    def _recall_contacts(self, memory: Memory, events: Sequence[DomainEvent], touched: Iterable[Ident]) -> None:
         """The lists of the contacts the batch names or whose interactions it touches."""
         contacts: dict[str, set[str]] = defaultdict(set)
         for e in events:
             contact = getattr(e, "contact_id", None)
             if isinstance(contact, str):
                 contacts[e.tenant_id].add(contact)
-        for (t, _kind, _ident), facts in state.interactions.items():
+        for ident in touched:
+            facts = memory.state.interactions.get(ident)
             if facts is not None and facts.contact is not None:
-                contacts[t].add(facts.contact)
-        wanted = {t: sorted(c) for t, c in contacts.items() if c}
+                contacts[ident[0]].add(facts.contact)
+        wanted = {t: sorted(c - memory.contacts_known[t]) for t, c in contacts.items()}
+        wanted = {t: names for t, names in wanted.items() if names}
         if not wanted:
             return
         pipe = self.client.pipeline(transaction=False)
         for t, names in wanted.items():
-            pipe.hmget(_key(self.keys, "cl", t), names)
+            pipe.hmget(memory.name("cl", t), names)
         for (t, names), found in zip(wanted.items(), pipe.execute(), strict=True):
-            tenant = state.tenants.setdefault(t, TenantState())
+            tenant = memory.state.tenants.setdefault(t, TenantState())
             tenant.contacts.update({c: _contact_list.decode(raw) for c, raw in zip(names, found, strict=True) if raw})
+            memory.contacts_known[t].update(names)
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
-        state = self.load(events)
-        before = dict(state.interactions)
-        loaded = {
-            t: (s.tz, dict(s.teams), dict(s.definitions), dict(s.project_lists), dict(s.contacts))
-            for t, s in state.tenants.items()
-        }
+        # outside a commit (nothing calls it so today) the state is read as if remembered nothing
+        memory = self._batch or Memory(0, self.keys.view(NAME), complete=False)
+        state = memory.state
+        touched = self._recall(memory, events)
+        before = {ident: state.interactions[ident] for ident in touched}
+        named: dict[str, set[str]] = {t: set() for t in {e.tenant_id for e in events}}
+        for e in events:
+            if isinstance(e, ContactListEvent):
+                named[e.tenant_id].add(e.contact_id)
+        loaded = {t: _Loaded.of(state.tenants[t], contacts) for t, contacts in named.items()}
         changed = fold(state, events)
         delta = moves(before, state, changed)
         out = Changes()
         days: set[tuple[str, str, str]] = set()
-        for (t, kind, parts, where), n in delta.counts.items():
-            if n:
-                out.increments.append((_key(self.keys, parts[0], t, kind, *parts[1:]), where, n))
+        for (t, kind, parts), counts in delta.counts.items():
+            key = memory.name(parts[0], t, kind, *parts[1:])
+            moved = [(where, n) for where, n in counts.items() if n]
+            if moved:
+                self._count(memory, key, moved, out)
                 days.add((t, kind, parts[-1]))
-        out.assignments.extend((_key(self.keys, "d", t, kind), day, "1") for t, kind, day in sorted(days))
-        out.assignments.extend(self._revenue(delta.revenue))
+        out.assignments.extend((memory.name("d", t, kind), day, "1") for t, kind, day in sorted(days))
+        out.assignments.extend(self._revenue(memory, delta.revenue))
         for t, kind, ident in changed:
             facts = state.interactions[(t, kind, ident)]
-            out.assignments.append((_key(self.keys, "i", t), f"{kind}:{ident}", _pack(facts) if facts else None))
-        for t, s in state.tenants.items():
-            out.assignments.extend(self._tenant_writes(t, s, *loaded[t]))
+            out.assignments.append((memory.name("i", t), f"{kind}:{ident}", _pack(facts) if facts else None))
+        for t, was in loaded.items():
+            out.assignments.extend(was.writes(memory, t, state.tenants[t]))
         return out
 
-    def _revenue(self, deltas: Mapping[Where, Decimal]) -> list[Assignment]:
-        """New revenue sums: read (after the position; the script's check guards it), add, set."""
+    @staticmethod
+    def _count(memory: Memory, key: str, moved: Iterable[tuple[str, int]], out: Changes) -> None:
+        """Counter moves: the new count set (HSET, HDEL at 0) where the memory knows the stored
+        one, which costs the script one command per hash instead of one HINCRBY per field;
+        an increment where it does not (the script removes a field that reaches 0 either way)."""
+        known = memory.counts
+        for where, n in moved:
+            at = (key, where)
+            if memory.complete or at in known:
+                known[at] = total = known.get(at, 0) + n
+                out.assignments.append((key, where, str(total) if total else None))
+            else:
+                out.increments.append((key, where, n))
+
+    def _revenue(self, memory: Memory, deltas: Mapping[Hash, Mapping[str, Decimal]]) -> list[Assignment]:
+        """New revenue sums: the stored ones (remembered, else read after the position: the
+        script's check guards it) plus the batch's."""
         moved = [
-            (_key(self.keys, REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
-            for (t, kind, parts, where), d in deltas.items()
+            (memory.name(REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
+            for (t, kind, parts), sums in deltas.items()
+            for where, d in sums.items()
             if d
         ]
-        if not moved:
-            return []
-        # one HMGET per hash (a batch moves many fields of the same few day hashes), not one
-        # HGET per field: the command count, not the bytes, is what costs here
-        by_key: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
-        for key, where, d in moved:
-            by_key[key].append((where, d))
-        pipe = self.client.pipeline(transaction=False)
-        for key, fields_ in by_key.items():
-            pipe.hmget(key, [where for where, _ in fields_])
+        unknown: dict[str, list[str]] = defaultdict(list)
+        for key, where, _ in moved:
+            if not memory.complete and (key, where) not in memory.revenue:
+                unknown[key].append(where)
+        if unknown:
+            # one HMGET per hash (a batch moves many fields of the same few day hashes), not one
+            # HGET per field: the command count, not the bytes, is what costs here
+            pipe = self.client.pipeline(transaction=False)
+            for key, names in unknown.items():
+                pipe.hmget(key, names)
+            for (key, names), found in zip(unknown.items(), pipe.execute(), strict=True):
+                for where, raw in zip(names, found, strict=True):
+                    memory.revenue[(key, where)] = Decimal(raw.decode()) if raw else Decimal(0)
         out: list[Assignment] = []
-        for (key, fields_), found in zip(by_key.items(), pipe.execute(), strict=True):
-            for (where, d), raw in zip(fields_, found, strict=True):
-                total = (Decimal(raw.decode()) if raw else Decimal(0)) + d
-                out.append((key, where, str(total) if total else None))
+        for key, where, d in moved:
+            total = memory.revenue.get((key, where), Decimal(0)) + d
+            memory.revenue[(key, where)] = total
+            out.append((key, where, str(total) if total else None))
         return out
 
-    def _tenant_writes(
-        self,
-        t: str,
-        s: TenantState,
-        tz: str | None,
-        teams: dict[str, str | None],
-        defs: Definitions,
-        lists: dict[str, str | None],
-        contacts: dict[str, ContactList],
-    ) -> Iterator[Assignment]:
-        if s.tz != tz and s.tz is not None:
-            yield (_key(self.keys, "tz"), t, s.tz)
+
+@dataclass
+class _Loaded:
+    """A tenant's state as stored before the batch (what it touches of it): the batch writes
+    what it changed."""
+
+    tz: str | None
+    teams: dict[str, str | None]
+    definitions: Definitions
+    project_lists: dict[str, str | None]
+    contacts: dict[str, ContactList | None]
+
+    @classmethod
+    def of(cls, s: TenantState, named: Iterable[str]) -> _Loaded:
+        """``named``: the contacts the batch's list events name (no other contact's list changes)."""
+        contacts = {c: s.contacts.get(c) for c in named}
+        return cls(s.tz, dict(s.teams), dict(s.definitions), dict(s.project_lists), contacts)
+
+    def writes(self, memory: Memory, t: str, s: TenantState) -> Iterator[Assignment]:
+        if s.tz != self.tz and s.tz is not None:
+            yield (memory.name("tz"), t, s.tz)
         for agent, team in s.teams.items():
-            if agent not in teams or teams[agent] != team:
-                yield (_key(self.keys, "a", t), agent, _pack(team))
+            if agent not in self.teams or self.teams[agent] != team:
+                yield (memory.name("a", t), agent, _pack(team))
         for (project, code), value in s.definitions.items():
-            if defs.get((project, code)) != value:
-                yield (_key(self.keys, "o", t), _pack([project, code]), _pack(list(value)))
+            if self.definitions.get((project, code)) != value:
+                yield (memory.name("o", t), _pack([project, code]), _pack(list(value)))
         for project, listed in s.project_lists.items():
-            if project not in lists or lists[project] != listed:
-                yield (_key(self.keys, "pl", t), project, _pack(listed))
-        for contact, on in s.contacts.items():
-            if contacts.get(contact) != on:
-                yield (_key(self.keys, "cl", t), contact, _pack(on))
+            if project not in self.project_lists or self.project_lists[project] != listed:
+                yield (memory.name("pl", t), project, _pack(listed))
+        for contact, was in self.contacts.items():
+            on = s.contacts.get(contact)
+            if on is not None and on != was:
+                yield (memory.name("cl", t), contact, _pack(on))
 
 
 # -- the query -----------------------------------------------------------------------------------------
