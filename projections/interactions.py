@@ -55,6 +55,7 @@ from events.types import (
     RecordingAttached,
     TenantCreated,
 )
+from projections import cold
 from projections.base import Changes, Score, View
 
 NAME = "interactions"
@@ -415,8 +416,11 @@ class InteractionsView(View):
             pipe.hmget(_key(self.keys, "i", t), [f"{k}:{i}" for k, i in wanted[t]] or ["-"])
         replies = iter(pipe.execute())
         state = State()
+        fresh = cold.opened(events, targets)
         for t in tenants:
             tz, found = next(replies), next(replies)
+            # rows of archived interactions are in the archive (projections/cold.py)
+            found = cold.fill(self.client, self.keys, NAME, t, [f"{k}:{i}" for k, i in wanted[t]], found, fresh)
             state.tz[t] = tz.decode() if tz else None
             for (kind, ident), raw in zip(wanted[t], found, strict=False):
                 state.records[(t, kind, ident)] = _record.decode(raw) if raw else None
@@ -456,6 +460,7 @@ def records(client: redis.Redis, keys: ShardKeys, tenant: str, members: Sequence
     if not members:
         return []
     found: list[bytes | None] = client.hmget(_key(keys, "i", tenant), list(members))  # type: ignore[assignment]
+    found = cold.fill(client, keys, NAME, tenant, members, found)  # archived interactions' rows
     return [_record.decode(raw) if raw else None for raw in found]
 
 

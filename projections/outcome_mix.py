@@ -85,6 +85,7 @@ from events.types import (
     ProjectCreated,
     TenantCreated,
 )
+from projections import cold
 from projections.base import Assignment, Changes, View
 
 NAME = "outcome-mix"
@@ -484,8 +485,11 @@ class OutcomeMixView(View):
             pipe.hgetall(_key(self.keys, "pl", t))
         replies = iter(pipe.execute())
         state = State()
+        fresh = cold.opened(events, lambda e: [a for a in [target(e)] if a is not None])
         for t in tenants:
             tz, teams, defs, found, lists = (next(replies) for _ in range(5))
+            # rows of archived interactions are in the archive (projections/cold.py)
+            found = cold.fill(self.client, self.keys, NAME, t, wanted[t], found, fresh)
             state.tenants[t] = TenantState(
                 tz=tz.decode() if tz else None,
                 teams={a.decode(): msgspec.json.decode(v) for a, v in teams.items()},
