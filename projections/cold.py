@@ -41,6 +41,9 @@ from projections.base import current
 VIEWS = ("interactions", "outcome-mix")
 SCHEMA = pa.schema([("tenant", pa.string()), ("member", pa.string()), ("value", pa.binary())])
 DELETE_BATCH = 500
+#: rows are sorted by tenant and member: a lookup reads only the row groups whose member
+#: range holds one it wants (small groups: a history page's rows are scattered over the file)
+ROW_GROUP = 1000
 
 
 def rows_key(keys: ShardKeys, view: str, tenant: str) -> str:
@@ -123,7 +126,7 @@ def retire(client: redis.Redis, keys: ShardKeys, url: str, view: str, rows: dict
     # a new name each time: a rerun never overwrites rows an earlier run already deleted
     name = f"rows-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
     fs, root = filesystem(directory(url, keys, view))
-    write_atomically(fs, f"{root}/{name}", parquet_bytes(table))
+    write_atomically(fs, f"{root}/{name}", parquet_bytes(table, ROW_GROUP))
     client.hset(registry_key(keys, view), name, str(len(ordered)))
     script = register_lua(client, "projections", "retire_rows.lua")
     deleted = 0
