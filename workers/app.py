@@ -1,5 +1,6 @@
 """``outcomes worker``: one FastStream app per shard hosting the projection subscriber,
-the timer loop, the ingest loop and the follow-up actions; ``--role`` runs only the action
+the timer loop, the ingest loop, the checkpointer, the scheduled archive
+(``OUTCOMES_ARCHIVE_HOT_DAYS``, workers/archive.py) and the follow-up actions; ``--role`` runs only the action
 followers or only the rest, ``--processes N`` several processes sharing the work
 (workers/leases.py)."""
 
