@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import cast
 
-import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
@@ -35,12 +34,13 @@ from events.codec import DomainEvent
 from events.keys import ShardKeys
 from events.store import register_lua
 from events.types import CallStarted, ConversationStarted
-from projections.base import current
 
 #: the views whose per-interaction rows are retired (both key them "<kind>:<id>" per tenant)
 VIEWS = ("interactions", "outcome-mix")
 SCHEMA = pa.schema([("tenant", pa.string()), ("member", pa.string()), ("value", pa.binary())])
 DELETE_BATCH = 500
+#: a rows file's index entries are in the file of this prefix and the same name beside it
+INDEX_PREFIX = "index-"
 #: rows are sorted by tenant and member: a lookup reads only the row groups whose member
 #: range holds one it wants (small groups: a history page's rows are scattered over the file)
 ROW_GROUP = 1000
@@ -92,12 +92,11 @@ def fill(
     }
     if not missing:
         return out
-    files = cast(dict[bytes, bytes], client.hgetall(registry_key(keys, view)))
-    archive = Archive.of(client, keys) if files else None
-    if archive is None:
+    found_files = files(client, keys, view)
+    if found_files is None:
         return out
-    fs, root = filesystem(directory(archive.url, keys, view))
-    for name in sorted((f.decode() for f in files), reverse=True):
+    fs, root = filesystem(found_files[0])
+    for name in found_files[1]:
         table = pq.read_table(
             f"{root}/{name}",
             filesystem=fs,
@@ -112,79 +111,50 @@ def fill(
     return out
 
 
-def retire(client: redis.Redis, keys: ShardKeys, url: str, view: str, rows: dict[str, dict[str, bytes]]) -> int:
-    """Move these rows (tenant -> member -> value as read from Redis) to one new file of the
-    view's; returns the number deleted from Redis."""
-    rows = {t: r for t, r in rows.items() if r}
+def retire(
+    client: redis.Redis,
+    keys: ShardKeys,
+    url: str,
+    view: str,
+    tenant: str,
+    rows: dict[str, bytes],
+    *,
+    indexes: Mapping[str, Sequence[str]] | None = None,
+    index: pa.Table | None = None,
+) -> int:
+    """Move these rows of a tenant (member -> value as read from Redis) to one new file of
+    the view's, with ``index`` (the rows' index entries, projections/cold_index.py) beside it;
+    each row's entries in ``indexes[member]`` (index keys) leave Redis with it. Returns the
+    number of rows deleted from Redis."""
     if not rows:
         return 0
-    ordered = sorted((t, m, v) for t, found in rows.items() for m, v in found.items())
+    ordered = sorted(rows.items())
     table = pa.table(
-        {name: [row[n] for row in ordered] for n, name in enumerate(SCHEMA.names)},
+        {"tenant": [tenant] * len(ordered), "member": [m for m, _ in ordered], "value": [v for _, v in ordered]},
         schema=SCHEMA,
     )
     # a new name each time: a rerun never overwrites rows an earlier run already deleted
     name = f"rows-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
     fs, root = filesystem(directory(url, keys, view))
+    if index is not None:
+        write_atomically(fs, f"{root}/{INDEX_PREFIX}{name}", parquet_bytes(index, ROW_GROUP))
     write_atomically(fs, f"{root}/{name}", parquet_bytes(table, ROW_GROUP))
     client.hset(registry_key(keys, view), name, str(len(ordered)))
     script = register_lua(client, "projections", "retire_rows.lua")
-    deleted = 0
-    for tenant, found in rows.items():
-        pairs = [x for m, v in found.items() for x in (m, v)]
-        for start in range(0, len(pairs), 2 * DELETE_BATCH):
-            deleted += int(script(keys=[rows_key(keys, view, tenant)], args=pairs[start : start + 2 * DELETE_BATCH]))
+    deleted, args = 0, cast(list[bytes | str | int], [])
+    for n, (member, value) in enumerate(ordered, 1):
+        also = (indexes or {}).get(member, ())
+        args += [member, value, len(also), *also]
+        if n % DELETE_BATCH == 0 or n == len(ordered):
+            deleted += int(script(keys=[rows_key(keys, view, tenant)], args=args))
+            args = []
     return deleted
 
 
-def archived_members(client: redis.Redis, keys: ShardKeys, tenant: str, through: int) -> dict[str, bytes]:
-    """The interactions view's rows of the tenant whose aggregate has no event after
-    ``through`` (member -> value as read)."""
-    rows = {m.decode(): v for m, v in client.hscan_iter(rows_key(keys, "interactions", tenant), count=1000)}
-    out: dict[str, bytes] = {}
-    items = list(rows.items())
-    for start in range(0, len(items), 1000):
-        chunk = items[start : start + 1000]
-        pipe = client.pipeline(transaction=False)
-        for _, value in chunk:
-            originator = msgspec.json.decode(value, type=_Originator).originator
-            pipe.zrange(keys.prefix + "a:" + _stored(originator), -1, -1)
-        for (member, value), top in zip(chunk, cast(list[list[bytes]], pipe.execute()), strict=True):
-            if top and int(top[0]) <= through:
-                out[member] = value
-    return out
-
-
-class _Originator(msgspec.Struct):
-    originator: str
-
-
-def _stored(originator: str) -> str:
-    """The stored form of a record's ``str(originator_id)`` (a UUID, else a plain id)."""
-    try:
-        return str(uuid.UUID(originator))
-    except ValueError:
-        return "~" + originator
-
-
-def retire_archived(client: redis.Redis, keys: ShardKeys) -> int:
-    """Move the rows of every interaction whose events are all archived out of Redis, in
-    both views' current generations; returns the rows deleted."""
-    archive = Archive.of(client, keys)
+def files(client: redis.Redis, keys: ShardKeys, view: str) -> tuple[str, list[str]] | None:
+    """The directory of a view's archived rows and their files, newest first (None: none)."""
+    names = cast(dict[bytes, bytes], client.hgetall(registry_key(keys, view)))
+    archive = Archive.of(client, keys) if names else None
     if archive is None:
-        return 0
-    keys = current(client, keys)
-    prefix = rows_key(keys, "interactions", "")
-    tenants = sorted(k.decode()[len(prefix) :] for k in client.scan_iter(match=prefix + "*", count=1000))
-    deleted = 0
-    for tenant in tenants:
-        rows = archived_members(client, keys, tenant, archive.through)
-        deleted += retire(client, keys, archive.url, "interactions", {tenant: rows})
-        members = sorted(rows)
-        mix: dict[str, bytes] = {}
-        for start in range(0, len(members), 1000):
-            chunk = members[start : start + 1000]
-            found = cast(list[bytes | None], client.hmget(rows_key(keys, "outcome-mix", tenant), chunk))
-            mix.update((m, v) for m, v in zip(chunk, found, strict=True) if v is not None)
-        deleted += retire(client, keys, archive.url, "outcome-mix", {tenant: mix})
-    return deleted
+        return None
+    return directory(archive.url, keys, view), sorted((n.decode() for n in names), reverse=True)

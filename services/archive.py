@@ -50,7 +50,7 @@ from events.chain import ZERO, link_hash
 from events.codec import recorded_at
 from events.keys import ShardKeys
 from events.store import StreamEntries, xrange
-from projections.cold import retire_archived
+from projections.cold_index import retire_archived
 from services.checkpoints import Checkpoint, read_checkpoints
 
 DEFAULT_URL = "archive"  # a directory beside the working directory unless OUTCOMES_ARCHIVE_URL says

@@ -255,8 +255,8 @@ def test_a_row_rewritten_after_a_retirement_read_it_stays_in_redis_and_wins(worl
     # that retirement deletes nothing, and every reader gets the newer row
     newer = msgspec.structs.replace(archived, termination_reason="QA: re-dialled")
     world.client.hset(row_key, "call:c-2", msgspec.json.encode(newer))
-    stale = {"acme": {"call:c-2": msgspec.json.encode(archived)}}
-    assert cold.retire(world.client, keys, world.url, "interactions", stale) == 0
+    stale = {"call:c-2": msgspec.json.encode(archived)}
+    assert cold.retire(world.client, keys, world.url, "interactions", "acme", stale) == 0
     assert records(world.client, keys, "acme", ["call:c-2"]) == [newer]
     assert records(world.client, keys, "acme", ["call:c-3"])[0] is not None  # still the archive's
     assert world.client.hlen(cold.registry_key(keys, "interactions")) == 2  # the first run's file and this one
