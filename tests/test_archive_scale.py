@@ -1,14 +1,15 @@
 """The archive tier's must-show, scaled down for CI (docs/archive.md): a history over ten days
 archived but for its last day. The log's Redis memory falls to at most 20% of before, the
-read-model rows of the archived interactions leave Redis too (projections/cold.py), and
+read-model rows of the archived interactions and their index entries leave Redis too
+(projections/cold.py, cold_index.py), and
 replay (every read model rebuilt from 0), export, verify and the reports (history, sampling,
 rates, QA, outcome mix) give the same results as before archiving; a correction and a QA
 verdict on an archived call after it give the reports a rebuild from 0 gives. A private
 redis-server: the memory measured is this history's alone.
 
 Not met yet (docs/archive.md, "Memory"): the history's ``used_memory`` as a whole at 20% of
-before; here it is asserted at 40% (measured ~30%). What stays: the per-aggregate indexes,
-the archived heads and the interactions view's sorted-set indexes of archived interactions."""
+before; here it is asserted at 32% (measured ~28%; ~21% at 30,000 events). What stays: the
+per-aggregate indexes and the archived heads, and the hot day."""
 
 from __future__ import annotations
 
@@ -150,7 +151,7 @@ def test_ten_days_archived_but_the_last_free_redis_memory_and_every_reader_agree
         memory_after, log_after = used_memory(client) - empty, log_memory(client, keys)
         print(f"history's used_memory {memory_before:,} -> {memory_after:,} B; log {log_before:,} -> {log_after:,} B")
         assert log_after <= 0.2 * log_before, (log_before, log_after)
-        assert memory_after <= 0.4 * memory_before, (memory_before, memory_after)
+        assert memory_after <= 0.32 * memory_before, (memory_before, memory_after)
         assert reports(client, keys, now.date()) == shown  # archived rows read from the archive
 
         assert readers() == before  # a replay rebuilds every view in Redis from archive and log
