@@ -6,7 +6,8 @@ The interactions view and the outcome mix keep one row per interaction in a hash
 aggregate is archived, its rows are written to a Parquet file under the archive URL and
 deleted from Redis. Readers ask Redis first and the archive for the rows Redis lacks
 (``fill``); a row rewritten later (a correction of an old call) is in Redis again and
-Redis's value wins. The indexes (history order, outcome filter, period days) stay in Redis.
+Redis's value wins. The interactions' index entries move with their rows, beside them
+(projections/cold_index.py, which also picks the rows to move).
 
 A retirement, per view and tenant: (1) the file is written (absent or complete), (2) it is
 listed in the view's registry hash ``<view prefix>cold`` (file -> rows), (3) each row is
@@ -35,8 +36,6 @@ from events.keys import ShardKeys
 from events.store import register_lua
 from events.types import CallStarted, ConversationStarted
 
-#: the views whose per-interaction rows are retired (both key them "<kind>:<id>" per tenant)
-VIEWS = ("interactions", "outcome-mix")
 SCHEMA = pa.schema([("tenant", pa.string()), ("member", pa.string()), ("value", pa.binary())])
 DELETE_BATCH = 500
 #: a rows file's index entries are in the file of this prefix and the same name beside it

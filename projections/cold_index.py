@@ -23,6 +23,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
+from fsspec import AbstractFileSystem
 
 from events.archive import Archive, filesystem
 from events.keys import ShardKeys
@@ -123,7 +124,7 @@ def retire_archived(client: redis.Redis, keys: ShardKeys) -> int:
 # -- reading ------------------------------------------------------------------------------------------------
 
 
-def _index_files(client: redis.Redis, keys: ShardKeys) -> list[tuple[object, str]]:
+def _index_files(client: redis.Redis, keys: ShardKeys) -> list[tuple[AbstractFileSystem, str]]:
     found = cold.files(client, keys, NAME)
     if found is None:
         return []
@@ -132,7 +133,7 @@ def _index_files(client: redis.Redis, keys: ShardKeys) -> list[tuple[object, str
 
 
 def _file_entries(
-    fs: object, path: str, tenant: str, code: str | None, after: Entry | None, hi: int | None
+    fs: AbstractFileSystem, path: str, tenant: str, code: str | None, after: Entry | None, hi: int | None
 ) -> Iterator[Entry]:
     """One index file's entries of the tenant after ``after`` up to ``hi`` (showing ``code``),
     in order, reading only the row groups that can hold them."""
