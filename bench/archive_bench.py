@@ -11,7 +11,13 @@ archived but for its last tenth. Measured in the same run:
   event, before and after archiving; the log stream's own bytes per hot event;
 * read rate of the whole log: raw ``XRANGE … COUNT 1000`` from Redis before archiving (the
   baseline), then ``read_log`` over archive + Redis after it (files read cold, sha256 checked);
-* ``Replayer.replay`` of every view from 0, before and after archiving.
+* ``Replayer.replay`` of every view from 0, before and after archiving;
+* what each key family costs (``MEMORY USAGE`` of every key, grouped by its name with the
+  tenant, aggregate or day left out), before and after archiving, and how many read-model
+  rows the run moved to the archive (projections/cold.py);
+* the reports reading those rows: the project's rates over the 30 days ending today (every
+  row of the period: all the calls) and the history's first page (100 rows, the oldest), before and after
+  archiving, in CPU-seconds (Python + redis-server).
 """
 
 from __future__ import annotations
@@ -20,18 +26,26 @@ import argparse
 import io
 import os
 import platform
+import re
 import shutil
 import time
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import redis
 
-from bench.replay_bench import load, walk
+from bench.replay_bench import PROJECT, T0, TENANT, load, walk
+from bench.reports_bench import Clock, load_average
 from events import archive
 from events.archive import log_entries
 from events.codec import StructMapper, SubjectKeys
 from events.embedded import EmbeddedRedis
+from events.keys import ShardKeys
+from projections.base import current
+from projections.history import HistoryFilter, history
+from projections.rates import rates
 from projections.replay import ProgressReport, Replayer
 from services.archive import Archiver
 from services.checkpoints import Checkpointer, Signer, generate_key
@@ -45,6 +59,37 @@ TARGET = 100_000  # archive read rate goal, events/s
 def used_memory(client: redis.Redis) -> int:
     client.execute_command("MEMORY PURGE")
     return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
+
+
+def family(key: str) -> str:
+    """A key's family: its name up to the part that names a tenant, aggregate or day."""
+    parts = re.sub(r"\{[^}]*\}", "{s}", key).split(":")
+    return ":".join(parts[:5] if len(parts) > 3 and parts[2] == "v" else parts[:3])
+
+
+def families(client: redis.Redis) -> tuple[Counter[str], Counter[str]]:
+    """Bytes and keys per family (MEMORY USAGE, every element counted: SAMPLES 0)."""
+    size: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for raw in client.scan_iter(count=1000):
+        name = family(raw.decode())
+        size[name] += int(client.memory_usage(raw, samples=0) or 0)
+        count[name] += 1
+    return size, count
+
+
+def queries(client: redis.Redis, keys: ShardKeys, clock: Clock) -> dict[str, dict[str, float]]:
+    """CPU cost of two reports that read every row they show (their ``events``: rows)."""
+    keys = current(client, keys)
+    last = (T0 + timedelta(days=29)).date()  # the loaded calls start over 30 days from T0
+
+    def rates_30_days() -> int:
+        return rates(client, keys, TENANT, project=PROJECT, rolling_30_days_ending=last).calls
+
+    def history_page() -> int:
+        return len(history(client, keys, TENANT, f=HistoryFilter(), limit=100).rows)
+
+    return {"rates, 30 days": clock.run(rates_30_days), "history, first page": clock.run(history_page)}
 
 
 def replay(runtime: Runtime) -> float:
@@ -77,32 +122,55 @@ def main(argv: list[str] | None = None) -> int:
         raw = walk(client, keys, lambda _: None)
         xrange_seconds = time.monotonic() - started
         replay_before = replay(runtime)  # the read models are built before memory is measured
+        assert server.process is not None
+        clock = Clock(server.process.pid)
+        queries_before = queries(client, keys, clock)
         before = used_memory(client)
         log_before = int(client.memory_usage(keys.log) or 0)
+        families_before = families(client)
 
         started = time.monotonic()
         run = Archiver(client, keys, str(ROOT / "archive")).run(before_position=events - events // 10 + 1)
         archive_seconds = time.monotonic() - started
         after = used_memory(client)
+        families_after = families(client)
+        queries_after = queries(client, keys, clock)  # the rows of archived calls read from the archive
         hot = client.xlen(keys.log)
         log_after = int(client.memory_usage(keys.log) or 0)
 
         archive._segment_entries.cache_clear()  # read the files cold
         archive._manifest.cache_clear()
-        started = time.monotonic()
-        read = sum(1 for _ in log_entries(client, keys))
-        read_seconds = time.monotonic() - started
+        walked = clock.run(lambda: sum(1 for _ in log_entries(client, keys)))
+        read, read_seconds = int(walked["events"]), walked["seconds"]
         replay_after = replay(runtime)
         assert raw == read == events, (raw, read, events)
 
         files = len(run.segments)
+        print(f"load average: {load_average()}")
         print(f"log: {events:,} events; archived {run.through:,} in {files} files in {archive_seconds:.1f} s")
+        print(f"  and {run.rows_retired:,} read-model rows of wholly archived interactions")
         print(f"used_memory over the empty server: {(before - empty) / events:,.0f} B/event before archiving, ")
-        print(f"  {(after - empty) / hot:,.0f} B per hot event after ({before:,} -> {after:,} B, {after / before:.0%})")
+        print(f"  {(after - empty) / hot:,.0f} B per hot event after ({before:,} -> {after:,} B, {after / before:.0%};")
+        print(f"  the history's own, over the empty server's {empty:,} B: {(after - empty) / (before - empty):.0%})")
+        print("key family: bytes (keys) before -> after")
+        (size_before, count_before), (size_after, count_after) = families_before, families_after
+        for name, _ in (size_before + size_after).most_common(12):
+            print(
+                f"  {name:34s} {size_before[name]:>13,} ({count_before[name]:,})"
+                f" -> {size_after[name]:>13,} ({count_after[name]:,})"
+            )
         print(f"log stream: {log_before / events:,.0f} B/event before, {log_after / hot:,.0f} B per hot event after")
         print(f"baseline XRANGE walk (Redis): {raw / xrange_seconds:,.0f} events/s")
         rate = read / read_seconds
-        print(f"read_log walk (archive cold + Redis): {rate:,.0f} events/s (goal {TARGET:,})")
+        print(f"read_log walk (archive cold + Redis): {rate:,.0f} events/s (goal {TARGET:,}),")
+        print(f"  {walked['events_per_cpu_s']:,.0f} events per CPU-second (Python + redis-server)")
+        for name, cost in queries_before.items():
+            after_cost = queries_after[name]
+            print(
+                f"{name}: {int(cost['events']):,} rows, {cost['python_cpu_s'] + cost['redis_cpu_s']:.3f} CPU-s before,"
+                f" {after_cost['python_cpu_s'] + after_cost['redis_cpu_s']:.3f} CPU-s after archiving"
+                f" ({int(after_cost['events']):,} rows)"
+            )
         print(f"replay of every view from 0: {events / replay_before:,.0f} events/s before, ")
         print(f"  {events / replay_after:,.0f} events/s after archiving")
     finally:

@@ -156,9 +156,9 @@ def segment_table(entries: StreamEntries) -> pa.Table:
     return pa.table(columns, schema=SCHEMA)
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table, row_group: int = ROW_GROUP) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, row_group_size=ROW_GROUP, compression="zstd")
+    pq.write_table(table, sink, row_group_size=row_group, compression="zstd")
     return cast(bytes, sink.getvalue().to_pybytes())
 
 

@@ -28,6 +28,7 @@ import msgspec
 import redis
 
 from events.keys import ShardKeys
+from projections import cold_index
 from projections.interactions import NO_OUTCOME, Correction, Record, Reference, key, micros, records, time_zone
 
 Kind = Literal["call", "conversation"]
@@ -213,7 +214,9 @@ def history(
         batch.clear()
         return False
 
-    for entry in walk(client, index, after, hi):
+    code = f.outcome if by_outcome else None
+    archived = cold_index.archived_entries(client, keys, tenant, code, after, hi)  # docs/archive.md
+    for entry in cold_index.merged(walk(client, index, after, hi), archived):
         batch.append(entry)
         if len(batch) >= CHUNK and flush():
             break
@@ -258,7 +261,10 @@ def sample(
     with their recording/transcript references (attached late too)."""
     lo, hi = local_range(time_zone(client, keys, tenant), date_from, date_to)
     assert lo is not None
-    candidates = [m for _, m in walk(client, key(keys, "s", tenant, outcome_code), (lo - 1, "\uffff"), hi)]
+    after = (lo - 1, "\uffff")
+    archived = cold_index.archived_entries(client, keys, tenant, outcome_code, after, hi)  # docs/archive.md
+    found = [m for _, m in cold_index.merged(walk(client, key(keys, "s", tenant, outcome_code), after, hi), archived)]
+    candidates = cold_index.showing(client, keys, tenant, outcome_code, found) if archived else found
     chosen = draw(candidates, n, seed)
     return Sample(
         outcome_code=outcome_code,

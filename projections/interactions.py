@@ -59,6 +59,7 @@ from events.types import (
     RecordingAttached,
     TenantCreated,
 )
+from projections import cold
 from projections.base import Changes, Score, View
 
 NAME = "interactions"
@@ -521,8 +522,11 @@ class InteractionsView(View):
         for t in zones:
             tz = next(replies)
             state.tz[t] = tz.decode() if tz else None
+        fresh = cold.opened(events, lambda e: [ident[1:] for ident in targets(e)])
         for t, names in wanted.items():
-            for (kind, id_), raw in zip(names, next(replies), strict=True):
+            # rows of archived interactions are in the archive (projections/cold.py)
+            found = cold.fill(self.client, self.keys, NAME, t, [f"{k}:{i}" for k, i in names], next(replies), fresh)
+            for (kind, id_), raw in zip(names, found, strict=True):
                 records[(t, kind, id_)] = _record.decode(raw) if raw else None
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
@@ -570,6 +574,7 @@ def records(client: redis.Redis, keys: ShardKeys, tenant: str, members: Sequence
     if not members:
         return []
     found: list[bytes | None] = client.hmget(_key(keys, "i", tenant), list(members))  # type: ignore[assignment]
+    found = cold.fill(client, keys, NAME, tenant, members, found)  # archived interactions' rows
     return [_record.decode(raw) if raw else None for raw in found]
 
 

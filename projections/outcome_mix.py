@@ -89,6 +89,7 @@ from events.types import (
     ProjectCreated,
     TenantCreated,
 )
+from projections import cold
 from projections.base import Assignment, Changes, View
 
 NAME = "outcome-mix"
@@ -685,7 +686,10 @@ class OutcomeMixView(View):
                 project_lists={p.decode(): msgspec.json.decode(v) for p, v in lists.items()},
             )
         for t, names in wanted.items():
-            for name, raw in zip(names, next(replies), strict=True):
+            # rows of archived interactions are in the archive (projections/cold.py); the
+            # interactions started in the batch were never asked for
+            found = cold.fill(self.client, self.keys, NAME, t, names, next(replies))
+            for name, raw in zip(names, found, strict=True):
                 kind, _, ident_ = name.partition(":")
                 state.interactions[(t, kind, ident_)] = _facts.decode(raw) if raw else None
         self._recall_contacts(memory, events, touched)

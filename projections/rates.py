@@ -21,6 +21,7 @@ import msgspec
 import redis
 
 from events.keys import ShardKeys
+from projections import cold_index
 from projections.interactions import Flags, Record, Selection, key, micros, records
 
 AsDefined = Literal["then", "now"]
@@ -168,8 +169,9 @@ def period_records(client: redis.Redis, keys: ShardKeys, tenant: str, project: s
     pipe = client.pipeline(transaction=False)
     for day in period.days():
         pipe.hkeys(key(keys, "p", tenant, project, day))
-    members = sorted(m.decode() for found in pipe.execute() for m in found)
-    return [r for r in records(client, keys, tenant, members) if r is not None]
+    members = {m.decode() for found in pipe.execute() for m in found}
+    members |= cold_index.period_members(client, keys, tenant, project, period.days())  # docs/archive.md
+    return [r for r in records(client, keys, tenant, sorted(members)) if r is not None]
 
 
 def _window(closed_at: datetime) -> tuple[int, int]:

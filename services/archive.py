@@ -51,6 +51,7 @@ from events.codec import recorded_at
 from events.connect import node_client
 from events.keys import ShardKeys
 from events.store import StreamEntries, xrange
+from projections.cold_index import retire_archived
 from services.checkpoints import Checkpoint, read_checkpoints
 
 DEFAULT_URL = "archive"  # a directory beside the working directory unless OUTCOMES_ARCHIVE_URL says
@@ -66,6 +67,8 @@ class ArchiveRun:
     segments: list[Segment] = field(default_factory=list)
     #: why the run stopped where it did
     note: str = ""
+    #: read-model rows of fully archived interactions moved out of Redis (projections/cold.py)
+    rows_retired: int = 0
 
     @property
     def events(self) -> int:
@@ -133,7 +136,14 @@ class Archiver:
     # -- the run ----------------------------------------------------------------------------------------
     def run(self, before_position: int | None = None, hot_days: float | None = None) -> ArchiveRun:
         """Archive every whole segment that ends before ``before_position`` (or before the hot
-        window of ``hot_days``) and at or before the newest signed checkpoint."""
+        window of ``hot_days``) and at or before the newest signed checkpoint, then move the
+        read-model rows of the interactions now wholly archived (a rerun finishes both)."""
+        run = self._segments(before_position, hot_days)
+        if self.stop_after is None:
+            run.rows_retired = retire_archived(self.client, self.keys)
+        return run
+
+    def _segments(self, before_position: int | None, hot_days: float | None) -> ArchiveRun:
         manifest = read_manifest(self.url, self.keys)
         redis_through = self.redis_through()
         if manifest.through < redis_through:
@@ -266,6 +276,6 @@ class Archiver:
 
 
 def describe(run: ArchiveRun) -> str:
-    lines = [f"shard {run.shard}: {run.note}"]
+    lines = [f"shard {run.shard}: {run.note}; {run.rows_retired} read-model rows moved to the archive"]
     lines += [f"  {s.file}: positions {s.first}..{s.last}, {s.count} events, sha256 {s.sha256}" for s in run.segments]
     return "\n".join(lines)

@@ -31,6 +31,11 @@ class Settings:
     #: where ``outcomes archive`` writes sealed log segments: a directory or an fsspec URL
     #: (docs/archive.md); readers find it through Redis, not through this setting
     archive_url: str = "archive"
+    #: the worker archives what is older than this many days by itself (workers/archive.py);
+    #: unset: only ``outcomes archive`` does
+    archive_hot_days: float | None = None
+    #: seconds between the worker's archive runs
+    archive_interval: float = 3600.0
     #: each partitioned action follower's work is split in this many parts by the log
     #: entry's aggregate, each a unit with its own position and lease (workers/partitions.py)
     action_partitions: int = 1
@@ -55,6 +60,8 @@ class Settings:
             checkpoint_every_events=int(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_EVENTS", "1000")),
             checkpoint_every_seconds=float(os.environ.get("OUTCOMES_CHECKPOINT_EVERY_SECONDS", "60")),
             archive_url=os.environ.get("OUTCOMES_ARCHIVE_URL") or "archive",
+            archive_hot_days=float(days) if (days := os.environ.get("OUTCOMES_ARCHIVE_HOT_DAYS")) else None,
+            archive_interval=float(os.environ.get("OUTCOMES_ARCHIVE_INTERVAL", "3600")),
             action_partitions=int(os.environ.get("OUTCOMES_ACTION_PARTITIONS", "1")),
             tenant_shards=tuple(
                 s.strip() for s in os.environ.get("OUTCOMES_TENANT_SHARDS", "").split(",") if s.strip()

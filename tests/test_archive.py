@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import pytest
 from click.testing import CliRunner
 
 from events.archive import Archive, log_entries, read_manifest
+from projections import cold
+from projections.base import current
+from projections.interactions import records
+from projections.models import read_models
 from projections.replay import Replayer
 from services.archive import Archiver, last_before, segment_ranges
 from services.checkpoints import generate_key
@@ -231,3 +236,27 @@ def test_the_cli_archives_a_shard_and_refuses_an_ambiguous_window(world: World, 
     assert first_redis_position(world) == 21
     both = runner.invoke(main, ["archive", "--before-position", "21", "--hot-days", "1"], env=env)
     assert both.exit_code == 2 and "exactly one of --hot-days and --before-position" in both.output
+
+
+def test_a_row_rewritten_after_a_retirement_read_it_stays_in_redis_and_wins(world: World) -> None:
+    world.calls_with_outcomes(4, "acme")
+    for view in read_models(world.client, world.keys, _mapper(world.runtime)):
+        view.catch_up()
+    world.checkpoint(every_events=10)
+    run = world.archiver().run(before_position=world.last() + 1)  # all of it
+    assert run.rows_retired == 2 * 4  # both views' rows of the four calls
+    keys = current(world.client, world.keys)
+    row_key = cold.rows_key(keys, "interactions", "acme")
+    assert world.client.hlen(row_key) == 0
+    [archived] = records(world.client, keys, "acme", ["call:c-2"])  # read from the archive
+    assert archived is not None and archived.id == "c-2"
+
+    # the view writes the row again (a later event) after a retirement read the old value:
+    # that retirement deletes nothing, and every reader gets the newer row
+    newer = msgspec.structs.replace(archived, termination_reason="QA: re-dialled")
+    world.client.hset(row_key, "call:c-2", msgspec.json.encode(newer))
+    stale = {"call:c-2": msgspec.json.encode(archived)}
+    assert cold.retire(world.client, keys, world.url, "interactions", "acme", stale) == 0
+    assert records(world.client, keys, "acme", ["call:c-2"]) == [newer]
+    assert records(world.client, keys, "acme", ["call:c-3"])[0] is not None  # still the archive's
+    assert world.client.hlen(cold.registry_key(keys, "interactions")) == 2  # the first run's file and this one

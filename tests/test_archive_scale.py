@@ -1,18 +1,21 @@
 """The archive tier's must-show, scaled down for CI (docs/archive.md): a history over ten days
 archived but for its last day. The log's Redis memory falls to at most 20% of before, the
-server's ``used_memory`` (after MEMORY PURGE) falls by most of what the log gave back, and
-replay (every read model rebuilt from 0), export and verify give the same results as before
-archiving. A private redis-server: the memory measured is this history's alone.
+read-model rows of the archived interactions and their index entries leave Redis too
+(projections/cold.py, cold_index.py), and
+replay (every read model rebuilt from 0), export, verify and the reports (history, sampling,
+rates, QA, outcome mix) give the same results as before archiving; a correction and a QA
+verdict on an archived call after it give the reports a rebuild from 0 gives. A private
+redis-server: the memory measured is this history's alone.
 
-Not shown here (docs/archive.md, "Not yet"): ``used_memory`` as a whole at 20% of before.
-The read models and the per-aggregate indexes stay in Redis; for this history they are most
-of what remains."""
+Not met yet (docs/archive.md, "Memory"): the history's ``used_memory`` as a whole at 20% of
+before; here it is asserted at 32% (measured ~28%; ~21% at 30,000 events). What stays: the
+per-aggregate indexes and the archived heads, and the hot day."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,13 +24,19 @@ import redis
 
 from events.embedded import EmbeddedRedis
 from events.keys import ShardKeys
+from projections.base import current
+from projections.history import HistoryFilter, history, sample
 from projections.models import read_models
+from projections.outcome_mix import outcome_mix
+from projections.qa import qa_report
+from projections.rates import rates
 from projections.replay import Replayer
 from services.archive import Archiver
 from services.checkpoints import Checkpointer, KeyRing, Signer, generate_key
 from services.config import Settings
 from services.export import Exporter, ndjson
 from services.rules import Context
+from services.rules import interactions as rules
 from services.rules.interactions import Choice
 from services.runtime import Runtime
 from services.verify import ShardVerifier
@@ -73,6 +82,26 @@ def log_memory(client: redis.Redis, keys: ShardKeys) -> int:
     return sum(int(client.memory_usage(k) or 0) for k in (keys.log, keys.tenant_index("acme")))
 
 
+def reports(client: redis.Redis, keys: ShardKeys, day: date) -> tuple[Any, ...]:
+    """What the reports show for the tenant: every history row (paged), a sample, the rates
+    and the QA report over the 30 days ending ``day``, the outcome mix."""
+    keys = current(client, keys)
+    rows, cursor = [], None
+    while True:
+        page = history(client, keys, "acme", f=HistoryFilter(), limit=500, cursor=cursor)
+        rows += page.rows
+        if (cursor := page.next_cursor) is None:
+            break
+    first = day - timedelta(days=29)
+    return (
+        rows,
+        sample(client, keys, "acme", outcome_code="SALE", date_from=first, date_to=day, n=50, seed=7),
+        rates(client, keys, "acme", project="winter", rolling_30_days_ending=day),
+        qa_report(client, keys, "acme", project="winter", date_from=first, date_to=day, position=0),
+        outcome_mix(client, keys, "acme", interaction="call"),
+    )
+
+
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
     s = EmbeddedRedis(tmp_path / "redis", appendfsync="always").start()
@@ -88,11 +117,13 @@ def test_ten_days_archived_but_the_last_free_redis_memory_and_every_reader_agree
     keys: ShardKeys = runtime.shard_keys_for(runtime.settings.shard)
     key_file = tmp_path / "checkpoint.key"
     generate_key(key_file)
+    empty = used_memory(client)  # the server's own: not the history's
     try:
         seed_project(runtime, "acme")
         now = datetime.now(UTC)
         write_history(runtime, "acme", CALLS, DAYS, now)
-        for view in read_models(client, keys, _mapper(runtime)):
+        views = read_models(client, keys, _mapper(runtime))
+        for view in views:
             view.catch_up()
         Checkpointer(client, keys, Signer.from_file(key_file), every_events=1000).run_once(force=True)
         ring = KeyRing.from_files([f"{key_file}.pub"])
@@ -105,21 +136,45 @@ def test_ten_days_archived_but_the_last_free_redis_memory_and_every_reader_agree
             return snapshot(client, keys), exported, report.events, report.signed_through
 
         before = readers()
-        memory_before, log_before = used_memory(client), log_memory(client, keys)
+        shown = reports(client, keys, now.date())
+        memory_before, log_before = used_memory(client) - empty, log_memory(client, keys)
         events = int(cast(bytes, client.hget(keys.head, "n")))
 
-        run = Archiver(client, keys, str(tmp_path / "archive"), segment_size=2_000).run(hot_days=1)
+        archiver = Archiver(client, keys, str(tmp_path / "archive"), segment_size=2_000)
+        run = archiver.run(hot_days=1)
         # the last day stays hot: about a tenth of the calls, give or take the set-up and the edge
         hot = client.xlen(keys.log)
         assert run.through == events - hot
         assert 0.09 * events < hot < 0.11 * events + 20
-        memory_after, log_after = used_memory(client), log_memory(client, keys)
+        # both views' rows of every archived call (2 x 9/10 of the calls) left Redis
+        assert 2 * 0.88 * CALLS < run.rows_retired < 2 * 0.92 * CALLS
+        memory_after, log_after = used_memory(client) - empty, log_memory(client, keys)
+        print(f"history's used_memory {memory_before:,} -> {memory_after:,} B; log {log_before:,} -> {log_after:,} B")
         assert log_after <= 0.2 * log_before, (log_before, log_after)
-        # the archived heads take back some of what the log gave (~140 B per aggregate; these
-        # calls have 3 events each, so about a fifth)
-        assert memory_before - memory_after >= 0.7 * (log_before - log_after), (memory_before, memory_after)
-        print(f"used_memory {memory_before:,} -> {memory_after:,} B; log {log_before:,} -> {log_after:,} B")
+        assert memory_after <= 0.32 * memory_before, (memory_before, memory_after)
+        assert reports(client, keys, now.date()) == shown  # archived rows read from the archive
 
-        assert readers() == before
+        assert readers() == before  # a replay rebuilds every view in Redis from archive and log
+        # the new generation's rows (and those of the calls the day's edge moved past since)
+        assert archiver.run(hot_days=1).rows_retired >= run.rows_retired
+        assert reports(client, keys, now.date()) == shown
+
+        # later events about archived calls: the views' catch-up reads their rows from the archive
+        ctx = Context("acme", "supervisor:sue", now)
+        ledger = runtime.ledger("acme")
+        ledger.call_fact(
+            ctx,
+            "c-0",
+            lambda cat, call, conv: rules.correct_outcome(
+                cat, call, ctx, Choice("NO_SALE", now), reason="QA review", conversation=conv
+            ),
+        )
+        ledger.record_verdict(Context("acme", "qa:quinn", now), "call", "c-3", verdict="confirmed")
+        for view in views:
+            view.catch_up()
+        changed = reports(client, keys, now.date())
+        assert changed != shown
+        Replayer(client, keys, _mapper(runtime), grace=0).replay()
+        assert reports(client, keys, now.date()) == changed
     finally:
         runtime.close()

@@ -3,7 +3,9 @@ real workers: a contact with a distinctive number and name leaves a trail everyw
 calls, outcomes, a message, an SMS, a webhook delivery, a published contact-list change, an
 ingest entry, a rejection, a dead letter, a stored idempotency result -- and after the
 erasure neither the number nor the name is anywhere in Redis in clear (every key of every
-type read), while the log still verifies and the number stays refused.
+type read) nor in the archive tier (every cell of every file: the events archived before the
+erasure, the manifest, the read-model rows moved there), while the log still verifies and the
+number stays refused.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import msgspec
+import pyarrow.parquet as pq
 import pytest
 import redis
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
+from events.archive import log_entries
 from events.codec import ERASED, DomainEvent, StructMapper, SubjectKeys
 from events.keys import IngestKeys, ShardKeys
 from events.types import (
@@ -36,6 +40,7 @@ from events.types import (
     SmsSuppressed,
 )
 from services.api.app import create_app
+from services.archive import Archiver
 from services.checkpoints import Checkpointer, KeyRing, Signer, generate_key
 from services.cli import main as cli
 from services.dialing import DialingView
@@ -255,11 +260,30 @@ def _msgpack_text(blob: bytes) -> bytes:
 def replay(w: World) -> list[DomainEvent]:
     """The tenant's whole log decoded from position 0 by a reader that shares no cache."""
     mapper = StructMapper(keys=SubjectKeys(w.client, w.runtime.settings.key_prefix))
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], w.client.xrange(w.keys.log))
+    entries = log_entries(w.client, w.keys)  # archive then Redis
     return [mapper.decode(f[b"t"].decode(), f[b"s"]) for _, f in entries if f[b"n"] == TENANT.encode()]
 
 
-def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_number_stays_refused(w: World) -> None:
+def needles_in_archive(root: Path) -> dict[str, set[bytes]]:
+    """Every file under the archive directory, Parquet files cell by cell (msgpack values
+    decoded as well), the others whole. File -> the needles found in it."""
+    found: dict[str, set[bytes]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        blobs = [str(path.relative_to(root)).encode()]
+        if path.suffix == ".parquet":
+            cells = (v for column in pq.read_table(path).columns for v in column.to_pylist() if v is not None)
+            blobs += [v if isinstance(v, bytes) else str(v).encode() for v in cells]
+        else:
+            blobs.append(path.read_bytes())
+        hits = {n for n in NEEDLES for blob in blobs if n in blob or n in _msgpack_text(blob)}
+        if hits:
+            found[str(path.relative_to(root))] = hits
+    return found
+
+
+def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_number_stays_refused(
+    w: World, tmp_path: Path
+) -> None:
     leave_a_trail(w)
     w.follow()
     assert [type(e) for e in w.sms_events("c-sms")] == [SmsRequested, SmsSent]
@@ -273,6 +297,12 @@ def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_numb
     history_before = w.history()
     generate_key(w.key_file)
     Checkpointer(w.client, w.keys, Signer.from_file(w.key_file)).run_once(force=True)
+    # everything signed so far moves to the archive tier, the calls' read-model rows with it
+    archive = tmp_path / "archive"
+    run = Archiver(w.client, w.keys, str(archive), segment_size=50).run(before_position=1 << 40)
+    assert run.through > 0 and run.rows_retired > 0, run
+    archived = [e for e in replay(w) if isinstance(e, CallStarted) and e.contact_id == "erin"]
+    assert {e.contact_number for e in archived} == {NUMBER}  # the control: read back from the archive
 
     # the control: before the erasure the trail is in clear in every store outside the log
     before = needles_in_redis(w.client)
@@ -294,6 +324,8 @@ def test_an_erased_contact_is_nowhere_in_redis_yet_the_log_verifies_and_the_numb
     left = {name: hits for name, hits in needles_in_redis(w.client).items() if name.startswith(prefix)}
     assert left == {}, left
     assert not w.client.exists(w.keys.idempotency(TENANT, "save-erin"))
+    # nor in the archive: its events carry the personal fields sealed under the destroyed key
+    assert needles_in_archive(archive) == {}
 
     # the log is not rewritten: verify passes against the checkpoint signed before the erasure
     report = verify(w.client, [w.keys], KeyRing.from_files([f"{w.key_file}.pub"]))

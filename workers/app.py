@@ -1,5 +1,6 @@
 """``outcomes worker``: one FastStream app per shard hosting the projection subscriber,
-the timer loop, the ingest loop and the follow-up actions; ``--role`` runs only the action
+the timer loop, the ingest loop, the checkpointer, the scheduled archive
+(``OUTCOMES_ARCHIVE_HOT_DAYS``, workers/archive.py) and the follow-up actions; ``--role`` runs only the action
 followers or only the rest, ``--processes N`` several processes sharing the work
 (workers/leases.py)."""
 
@@ -18,10 +19,12 @@ from faststream.redis import RedisBroker
 from events.connect import node_url, redis_client
 from events.keys import ShardKeys
 from projections.base import bulk_gc
+from services.archive import describe
 from services.checkpoints import ChainBroken, Checkpointer
 from services.config import Settings
 from services.sms_gateway import Gateway, gateway_from_env
 from workers import actions, projections
+from workers.archive import ArchiveRunner
 from workers.ingest import IngestRunner
 from workers.leases import Leases
 from workers.timers import TimerRunner
@@ -97,6 +100,27 @@ def _projections_timers_ingest(
         projections.background(app, _checkpointing(checkpointer))
     else:
         log.warning("OUTCOMES_CHECKPOINT_KEY is not set: no signed checkpoints are written (docs/audit.md)")
+    if settings.archive_hot_days is not None:
+        # the lease outlives two intervals: a run longer than one is not taken over
+        lease_ms = int(max(2 * settings.archive_interval, 60) * 1000)
+        runner = ArchiveRunner(settings, consumer, settings.archive_hot_days, lease_ms)
+        projections.background(app, _archiving(runner, settings.archive_interval))
+
+
+def _archiving(runner: ArchiveRunner, interval: float) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Archive at the interval while this process holds the archive lease (workers/archive.py)."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                run = await asyncio.to_thread(runner.run_once)
+                if run is not None:
+                    log.info("%s", describe(run))
+            except Exception:  # Redis or the store away, or a refusal: the next turn reruns
+                log.exception("archive run failed")
+            await asyncio.sleep(interval)
+
+    return loop
 
 
 def _checkpointing(checkpointer: Checkpointer) -> Callable[[], Coroutine[Any, Any, None]]:
