@@ -242,3 +242,20 @@ def test_leases_home_first_stand_in_after_the_idle_time_and_give_back(redis_clie
     assert back.refresh() == {"b"}
     back.release()
     assert first.holders() == {"a": "p0"}
+
+
+def test_a_holder_whose_heartbeat_stalls_stops_working_when_its_lease_may_have_lapsed(
+    redis_client: redis.Redis, shard: str
+) -> None:
+    """Under load the heartbeat thread can stall past the idle time while another process
+    takes the follower over: the stalled holder must not go on (an SMS sent twice to a
+    gateway that does not deduplicate), so what it holds expires with the lease."""
+    keys = ShardKeys(shard, "stall" + shard)
+    stalled = Leases(redis_client, keys, "p0", ["a"], idle_ms=300, process=0, processes=1)
+    assert stalled.refresh() == {"a"} and stalled.holds("a")
+    time.sleep(0.4)  # no renewal for longer than the lease lives
+    other = Leases(redis_client, keys, "p1", ["a"], idle_ms=300, process=1, processes=2)
+    time.sleep(0.35)  # the other process is up an idle time: it may stand in
+    assert other.refresh() == {"a"} and other.holds("a")
+    assert not stalled.holds("a") and stalled.held() == set()  # without asking Redis
+    assert stalled.refresh() == set()  # and the next renewal agrees

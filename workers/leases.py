@@ -56,20 +56,24 @@ class Leases:
         # before taking another's followers, give their home processes time to start
         self._stand_in_from = time.monotonic() + idle_ms / 1000
         self._held: set[str] = set()
+        #: until when (monotonic) the last refresh's leases surely last: a stalled heartbeat
+        #: must not let a follower work on past its lease, while another process has taken over
+        self._held_until = 0.0
         self._lock = threading.Lock()
         self._lease = register_lua(client, "workers", "lease.lua")
 
     def holds(self, name: str) -> bool:
         with self._lock:
-            return name in self._held
+            return name in self._held and time.monotonic() < self._held_until
 
     def held(self) -> set[str]:
         with self._lock:
-            return set(self._held)
+            return set(self._held) if time.monotonic() < self._held_until else set()
 
     def refresh(self) -> set[str]:
         """Take, keep or give back each lease; the followers this process runs now."""
-        may_stand_in = "1" if time.monotonic() >= self._stand_in_from else "0"
+        started = time.monotonic()
+        may_stand_in = "1" if started >= self._stand_in_from else "0"
         held = set()
         for name, home in self.home.items():
             keys = [self.keys.lease(name), self.keys.lease_wanted(name)]
@@ -78,6 +82,8 @@ class Leases:
                 held.add(name)
         with self._lock:
             self._held = held
+            # each lease was set to last idle_ms from a moment after ``started``
+            self._held_until = started + self.idle_ms / 1000
         return held
 
     def forget(self) -> None:
