@@ -48,6 +48,7 @@ from tests.helpers import call_with_outcome, seed_project, wait_until
 from tests.history_strategies import PROJECTS, TZ, HistoryPlan, histories, new_tenant, play, tenant_events
 from tests.stack import ROOT, Stack
 from tests.test_outcome_mix import DAYS, as_tuples
+from workers.projections import ProjectionRunner
 
 # -- progress (pure) ---------------------------------------------------------------------------------
 
@@ -371,3 +372,46 @@ def test_an_unknown_view_is_refused_and_nothing_is_written(redis_url: str, shard
         assert list(client.scan_iter(match=keys.prefix + "*")) == []
     finally:
         client.close()
+
+
+def test_settling_from_several_threads_at_once_equals_a_rebuild(stack: Stack) -> None:
+    """The worker settles from FastStream's handler thread, the reclaimer and the start-up
+    sweep at once; the views keep state in memory between their own commits, so the runner
+    lets one thread at a time fold (workers/projections.py) and the result is what a rebuild
+    from 0 gives."""
+    runtime = stack.runtime()
+    try:
+        _seed_calls(runtime, "acme", 10)
+        client, keys = runtime.client, runtime.shard_keys("acme")
+        runner = ProjectionRunner(runtime.settings)
+        for view in runner.views:
+            view.batch_size = 7  # many small batches: many chances to interleave
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def settle_forever() -> None:
+            try:
+                while not stop.is_set():
+                    runner.settle(int(cast(bytes, client.hget(keys.head, "n"))))
+            except BaseException as error:
+                errors.append(error)
+
+        settlers = [threading.Thread(target=settle_forever) for _ in range(3)]
+        for t in settlers:
+            t.start()
+        try:
+            for i in range(40):
+                call_with_outcome(runtime, "acme", f"w-{i}", "SALE" if i % 2 else "NO_SALE")
+        finally:
+            stop.set()
+            for t in settlers:
+                t.join(timeout=60)
+        assert not errors
+        runner.settle(int(cast(bytes, client.hget(keys.head, "n"))))
+        live = snapshot(client, keys)
+        _replayer(runtime, keys).replay()
+        assert snapshot(client, keys) == live
+        runner.runtime.close()
+        runner.client.close()
+    finally:
+        runtime.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -72,12 +73,17 @@ class ProjectionRunner:
         # not a read model (nothing to rebuild: it records alerts), but it follows the log too
         self.alert_watch = AlertWatch(self.runtime, self.keys, mapper, mix)
         self.quotas = QuotaWatcher(self.runtime, self.keys)
+        # deliveries, the reclaimer and the start-up sweep settle from different threads; the
+        # views keep state in memory between their own commits (projections/outcome_mix.py,
+        # interactions.py), which one thread at a time may fold into
+        self._settling = threading.Lock()
 
     def settle(self, up_to: int) -> None:
-        # each batch of the log read and decoded once for every view
-        catch_up_together([*self.views, self.alert_watch], up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
-        self.quotas.flush()
-        self.alert_watch.check_pending()  # the weeks the batches marked, against the caught-up mix
+        with self._settling:
+            # each batch of the log read and decoded once for every view
+            catch_up_together([*self.views, self.alert_watch], up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
+            self.quotas.flush()
+            self.alert_watch.check_pending()  # the weeks the batches marked, against the caught-up mix
 
     def reclaim(self, consumer: str, min_idle_ms: int) -> int:
         """Take over entries pending too long elsewhere, settle them, acknowledge them."""
