@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 from faststream import FastStream
@@ -33,6 +35,10 @@ from workers.alerts import AlertWatch
 from workers.quotas import QuotaWatcher
 
 GROUP = "projections"
+#: how long a delivery waits for more of the log before the views settle: under a steady
+#: trickle each small delivery would otherwise cost a full pass over every view
+#: (``OUTCOMES_PROJECTION_LINGER_MS``; reports lag the log by up to this much more)
+LINGER_SECONDS = int(os.environ.get("OUTCOMES_PROJECTION_LINGER_MS", "300")) / 1000
 log = logging.getLogger("outcomes.projections")
 
 
@@ -77,6 +83,7 @@ class ProjectionRunner:
         # views keep state in memory between their own commits (projections/outcome_mix.py,
         # interactions.py), which one thread at a time may fold into
         self._settling = threading.Lock()
+        self._settled_at = 0.0
 
     def settle(self, up_to: int) -> None:
         with self._settling:
@@ -84,6 +91,17 @@ class ProjectionRunner:
             catch_up_together([*self.views, self.alert_watch], up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
             self.quotas.flush()
             self.alert_watch.check_pending()  # the weeks the batches marked, against the caught-up mix
+
+    def settle_delivery(self, ids: list[int]) -> None:
+        """A delivery says the log has grown: after the linger (counted from the last
+        settle), settle to the head as it is then -- later deliveries of what that covered
+        find the views past them and cost one read of the positions."""
+        wait = self._settled_at + LINGER_SECONDS - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        head = int(cast(bytes, self.client.hget(self.keys.head, "n") or b"0"))
+        self.settle(max(*ids, head))
+        self._settled_at = time.monotonic()
 
     def reclaim(self, consumer: str, min_idle_ms: int) -> int:
         """Take over entries pending too long elsewhere, settle them, acknowledge them."""
@@ -124,7 +142,7 @@ def register(
         ack_policy=AckPolicy.REJECT_ON_ERROR,  # a failed batch stays pending: reclaimed later
     )
     def on_log_grown(ids: list[int]) -> None:
-        runner.settle(max(ids))
+        runner.settle_delivery(ids)
 
     async def reclaim_forever() -> None:
         while True:
