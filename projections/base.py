@@ -204,6 +204,8 @@ class View:
         self.mapper = mapper
         self.batch_size = batch_size
         self._apply = register_lua(client, "projections", "apply_view.lua")
+        #: (generation's key prefix, position) this process's last commit of the view left
+        self._committed: tuple[str, int] | None = None
 
     def position(self) -> int:
         value = self.client.hget(self.keys.tracking, self.keys.view_position(self.name))
@@ -258,9 +260,20 @@ class View:
         """Apply the events of the log after ``position`` up to ``last`` (those the view reads)
         and move the position to ``last``, if it is still ``position``: 1 when applied, 0 when
         the position moved, -1 when the generation is no longer current (apply_view.lua)."""
+        prefix = self.keys.view(self.name)
+        self._committed = None  # until this one is applied: changes() may fold into kept state
         changes = self.changes(events)
         keys = [self.keys.tracking, self.keys.view_generations]
-        return int(self._apply(keys=keys, args=self._args(position, last, changes)))
+        done = int(self._apply(keys=keys, args=self._args(position, last, changes)))
+        if done == 1:
+            self._committed = (prefix, last)
+        return done
+
+    def own_state_at(self, position: int) -> bool:
+        """Whether this process's last commit left the view at ``position`` in its current
+        generation: then no other runner wrote it since, and state a view keeps in memory
+        from that commit (projections/outcome_mix.py, interactions.py) is still the view's."""
+        return self._committed == (self.keys.view(self.name), position)
 
     def _args(self, position: int, last: int, changes: Changes) -> list[str | bytes]:
         encode = msgspec.msgpack.encode
@@ -286,6 +299,7 @@ class View:
 
     def drop(self) -> None:
         """Delete the view's keys and its position (a rebuild starts from 0)."""
+        self._committed = None
         self.resolve()
         delete_keys(self.client, self.keys.view(self.name))
         self.client.hdel(self.keys.tracking, self.keys.view_position(self.name))

@@ -474,26 +474,18 @@ class InteractionsView(View):
         self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
     ) -> None:
         super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
+        #: the view as this process's last commit left it (``View.own_state_at``)
         self._memory = State()
-        #: (the view's key prefix, its position) that ``_memory`` holds the view as of
-        self._memory_at: tuple[str, int] | None = None
 
     def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
-        prefix = self.keys.view(NAME)
-        if self._memory_at != (prefix, position):
+        if not self.own_state_at(position):
             # someone else wrote since (or nothing is kept): start afresh; at position 0 the
             # view has no keys (drop deletes them, a commit writes them with the position)
             self._memory = State(complete=position == 0)
-        self._memory_at = None  # changes() folds into the memory: valid only once committed
         done = super().commit(position, last, events)
         if done == 1:
             forget_oldest(self._memory, MEMORY_CAP)
-            self._memory_at = (prefix, last)
         return done
-
-    def drop(self) -> None:
-        self._memory_at = None
-        super().drop()
 
     def load(self, state: State, events: Sequence[DomainEvent], prefix: str) -> None:
         """Add to the state the tenants' time zones and the records the batch names that it

@@ -558,16 +558,15 @@ Ident = tuple[str, str, str]
 class Memory:
     """The view's stored state as this process's last commit left it, kept across batches so
     a batch neither reads nor decodes again what the previous one wrote. Valid only while the
-    view's position is still ``at`` (the commit's) in the same generation (``prefix``):
-    another runner's commit or a replay's switch-over moves one of them, and the memory is
-    dropped (as after any refused or failed commit).
+    view is still where that commit left it (``View.own_state_at``): another runner's commit
+    or a replay's switch-over moves it, and the memory is dropped (as after any refused or
+    failed commit). ``prefix``: the generation's keys it names.
 
     ``complete``: begun at position 0, where the view holds nothing (its keys are written
     only with its position), so what the memory does not hold is not stored either: nothing
     is read. Once past ``MEMORY_CAP`` it forgets the interactions, sums and contacts and
     reads each again from Redis when a batch needs it (the tenants' small state stays)."""
 
-    at: int
     prefix: str
     complete: bool
     state: State = field(default_factory=State)
@@ -627,10 +626,9 @@ class OutcomeMixView(View):
 
     def commit(self, position: int, last: int, events: Sequence[DomainEvent]) -> int:
         """``View.commit``, remembering the state the commit leaves for the next batch."""
-        prefix = self.keys.view(NAME)
         memory = self._memory
-        if memory is None or memory.at != position or memory.prefix != prefix:
-            memory = Memory(position, prefix, complete=position == 0)
+        if memory is None or not self.own_state_at(position):
+            memory = Memory(self.keys.view(NAME), complete=position == 0)
         self._memory = None  # a refused or failed commit leaves nothing remembered
         self._batch = memory
         try:
@@ -638,7 +636,6 @@ class OutcomeMixView(View):
         finally:
             self._batch = None
         if done == 1:
-            memory.at = last
             if memory.size() > self.memory_cap:
                 memory.forget()
             self._memory = memory
@@ -720,7 +717,7 @@ class OutcomeMixView(View):
 
     def changes(self, events: Sequence[DomainEvent]) -> Changes:
         # outside a commit (nothing calls it so today) the state is read as if remembered nothing
-        memory = self._batch or Memory(0, self.keys.view(NAME), complete=False)
+        memory = self._batch or Memory(self.keys.view(NAME), complete=False)
         state = memory.state
         touched = self._recall(memory, events)
         before = {ident: state.interactions[ident] for ident in touched}
