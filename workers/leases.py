@@ -63,10 +63,10 @@ class Leases:
         self._lease = register_lua(client, "workers", "lease.lua")
 
     def holds(self, name: str) -> bool:
-        with self._lock:
-            return name in self._held and time.monotonic() < self._held_until
+        return name in self.held()
 
     def held(self) -> set[str]:
+        """What the last refresh took, while its leases surely last."""
         with self._lock:
             return set(self._held) if time.monotonic() < self._held_until else set()
 

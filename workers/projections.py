@@ -99,9 +99,12 @@ class ProjectionRunner:
         wait = self._settled_at + LINGER_SECONDS - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        head = int(cast(bytes, self.client.hget(self.keys.head, "n") or b"0"))
-        self.settle(max(*ids, head))
+        self.settle(max(*ids, self.head()))
         self._settled_at = time.monotonic()
+
+    def head(self) -> int:
+        """The log's last position (0 when empty)."""
+        return int(cast(bytes, self.client.hget(self.keys.head, "n") or b"0"))
 
     def reclaim(self, consumer: str, min_idle_ms: int) -> int:
         """Take over entries pending too long elsewhere, settle them, acknowledge them."""
@@ -158,7 +161,7 @@ def register(
 
     @app.after_startup
     async def sweep_quotas() -> None:
-        await asyncio.to_thread(runner.settle, int(runner.client.hget(runner.keys.head, "n") or 0))  # type: ignore[arg-type]
+        await asyncio.to_thread(lambda: runner.settle(runner.head()))
         await asyncio.to_thread(runner.quotas.sweep)
 
     background(app, reclaim_forever)
