@@ -15,7 +15,7 @@ deleted only if it still holds the value written (retire_rows.lua). A crash leav
 that lists rows Redis still has (harmless: Redis wins) or an unlisted file (ignored); a
 rerun retires what is left under a new file name. Registries and files belong to the view's
 generation: a replay builds a new generation in Redis, whose rows are retired again by the
-next archive run.
+next archive run, and the old generation's files go with its keys (``remove_generation``).
 """
 
 from __future__ import annotations
@@ -157,3 +157,17 @@ def files(client: redis.Redis, keys: ShardKeys, view: str) -> tuple[str, list[st
     if archive is None:
         return None
     return directory(archive.url, keys, view), sorted((n.decode() for n in names), reverse=True)
+
+
+def remove_generation(client: redis.Redis, keys: ShardKeys, view: str) -> int:
+    """Delete the rows files of the view's generation ``keys`` names (one a replay replaced:
+    its keys, registry included, are deleted beside this); returns how many files."""
+    archive = Archive.of(client, keys)
+    if archive is None:
+        return 0
+    fs, root = filesystem(directory(archive.url, keys, view))
+    if not fs.exists(root):
+        return 0
+    count = len(fs.ls(root))
+    fs.rm(root, recursive=True)
+    return count

@@ -496,13 +496,18 @@ class InteractionsView(View):
         # per tenant, the (kind, id) the batch names and the state lacks, once each
         wanted: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
         records = state.records
+        # an interaction whose first event in the batch starts it has no row yet: not asked for
+        fresh = cold.opened(events, lambda e: [ident[1:] for ident in targets(e)])
         for e in events:
             t = e.tenant_id
             if t not in state.tz:
                 zones[t] = None
             for ident in targets(e):
                 if ident not in records:
-                    wanted[t][ident[1:]] = None
+                    if f"{t} {ident[1]}:{ident[2]}" in fresh:
+                        records[ident] = None
+                    else:
+                        wanted[t][ident[1:]] = None
         if not zones and not wanted:
             return
         pipe = self.client.pipeline(transaction=False)
@@ -514,10 +519,9 @@ class InteractionsView(View):
         for t in zones:
             tz = next(replies)
             state.tz[t] = tz.decode() if tz else None
-        fresh = cold.opened(events, lambda e: [ident[1:] for ident in targets(e)])
         for t, names in wanted.items():
             # rows of archived interactions are in the archive (projections/cold.py)
-            found = cold.fill(self.client, self.keys, NAME, t, [f"{k}:{i}" for k, i in names], next(replies), fresh)
+            found = cold.fill(self.client, self.keys, NAME, t, [f"{k}:{i}" for k, i in names], next(replies))
             for (kind, id_), raw in zip(names, found, strict=True):
                 records[(t, kind, id_)] = _record.decode(raw) if raw else None
 

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
+from itertools import islice
 from typing import Any, Literal, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
@@ -547,8 +548,9 @@ def moves(
     return out
 
 
-#: how many interactions, revenue sums and contacts a view remembers across batches before
-#: it forgets them (and reads those it needs from Redis again): ~0.5 KB each, so ~100 MB
+#: how many interactions, counts, revenue sums and contacts a view remembers across batches
+#: before it forgets the older half (and reads those it needs from Redis again): ~0.5 KB
+#: each, so ~100 MB
 MEMORY_CAP = 200_000
 
 Ident = tuple[str, str, str]
@@ -564,8 +566,9 @@ class Memory:
 
     ``complete``: begun at position 0, where the view holds nothing (its keys are written
     only with its position), so what the memory does not hold is not stored either: nothing
-    is read. Once past ``MEMORY_CAP`` it forgets the interactions, sums and contacts and
-    reads each again from Redis when a batch needs it (the tenants' small state stays)."""
+    is read. Past ``MEMORY_CAP`` it drops the interactions, sums, counts and contacts it
+    remembered first (a log in time order seldom names them again) and reads each again from
+    Redis when a batch needs it; the tenants' small state stays."""
 
     prefix: str
     complete: bool
@@ -591,16 +594,30 @@ class Memory:
         contacts = sum(len(s.contacts) for s in self.state.tenants.values())
         return len(self.state.interactions) + len(self.counts) + len(self.revenue) + contacts + len(self.names)
 
-    def forget(self) -> None:
-        """Drop all but the tenants' time zones, teams, definitions and project lists."""
+    def forget_oldest(self, cap: int) -> None:
+        """Down to half of ``cap``: each map keeps its newest entries in proportion (0: forget
+        all but the tenants' time zones, teams, definitions and project lists)."""
+        kept = cap / (2 * max(1, self.size()))
+        if self.complete:
+            # from now on what the memory lacks may be stored: the contacts it knows are those it holds
+            for t, tenant in self.state.tenants.items():
+                self.contacts_known[t].update(tenant.contacts)
         self.complete = False
-        self.state.interactions.clear()
-        self.counts.clear()
-        self.revenue.clear()
-        self.contacts_known.clear()
+        _keep_newest(self.state.interactions, kept)
+        _keep_newest(self.counts, kept)
+        _keep_newest(self.revenue, kept)
         self.names.clear()
-        for tenant in self.state.tenants.values():
-            tenant.contacts.clear()
+        for t, tenant in self.state.tenants.items():
+            self.contacts_known[t].difference_update(_keep_newest(tenant.contacts, kept))
+
+
+def _keep_newest(remembered: dict[Any, Any], share: float) -> list[Any]:
+    """Drop all but the newest ``share`` of the entries (a dict keeps them in the order first
+    remembered); returns the keys dropped."""
+    dropped = list(islice(remembered, len(remembered) - int(len(remembered) * share)))
+    for k in dropped:
+        del remembered[k]
+    return dropped
 
 
 # -- the view: recall state, fold, write with the position ---------------------------------------------
@@ -637,7 +654,7 @@ class OutcomeMixView(View):
             self._batch = None
         if done == 1:
             if memory.size() > self.memory_cap:
-                memory.forget()
+                memory.forget_oldest(self.memory_cap)
             self._memory = memory
         return done
 

@@ -30,6 +30,7 @@ from events.codec import StructMapper, SubjectKeys
 from events.connect import redis_client
 from events.keys import ShardKeys
 from events.store import register_lua
+from projections import cold
 from projections.alerts import NAME as ALERTS
 from projections.base import View, bulk_gc, catch_up_together, delete_keys, generation
 from projections.follow_up_sla import NAME as FOLLOW_UP_SLA
@@ -210,11 +211,14 @@ def generation_to_build(client: redis.Redis, keys: ShardKeys, name: str) -> tupl
 
 
 def remove_old(client: redis.Redis, keys: ShardKeys, name: str) -> int:
-    """Delete the keys of the generation a switch replaced (``<name>~old``); returns how many."""
+    """Delete the keys of the generation a switch replaced (``<name>~old``) and its rows in the
+    archive; returns how many keys."""
     old = client.hget(keys.view_generations, _field(name, "old"))
     if old is None:
         return 0
-    deleted = delete_keys(client, keys.with_generation(name, cast(bytes, old).decode()).view(name))
+    replaced = keys.with_generation(name, cast(bytes, old).decode())
+    deleted = delete_keys(client, replaced.view(name))
+    cold.remove_generation(client, replaced, name)  # its archived rows (after the registry naming them)
     client.hdel(keys.view_generations, _field(name, "old"))
     return deleted
 

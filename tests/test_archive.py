@@ -260,3 +260,25 @@ def test_a_row_rewritten_after_a_retirement_read_it_stays_in_redis_and_wins(worl
     assert records(world.client, keys, "acme", ["call:c-2"]) == [newer]
     assert records(world.client, keys, "acme", ["call:c-3"])[0] is not None  # still the archive's
     assert world.client.hlen(cold.registry_key(keys, "interactions")) == 2  # the first run's file and this one
+
+
+def test_a_replay_removes_the_archived_rows_of_the_generation_it_replaced(world: World) -> None:
+    world.calls_with_outcomes(4, "acme")
+    for view in read_models(world.client, world.keys, _mapper(world.runtime)):
+        view.catch_up()
+    world.checkpoint(every_events=10)
+    assert world.archiver().run(before_position=world.last() + 1).rows_retired == 2 * 4
+    old = current(world.client, world.keys)
+    old_dirs = [Path(cold.directory(world.url, old, view)) for view in ("interactions", "outcome-mix")]
+    assert all(any(d.iterdir()) for d in old_dirs)
+    [before] = records(world.client, old, "acme", ["call:c-2"])  # read from the archive
+    assert before is not None
+
+    world.replayed()
+
+    new = current(world.client, world.keys)
+    assert new.generations != old.generations
+    assert not any(d.exists() for d in old_dirs)  # the replaced generation's rows files are gone
+    # the new generation holds every row in Redis again (until the next archive run)
+    assert world.client.hlen(cold.rows_key(new, "interactions", "acme")) == 4
+    assert records(world.client, new, "acme", ["call:c-2"]) == [before]
