@@ -6,6 +6,7 @@ files with DuckDB as the README shows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -188,7 +189,9 @@ def test_a_wholly_archived_aggregate_is_one_compact_entry_that_refuses_stale_sav
     index_key = world.keys.aggregate_index(call_id)
     assert not world.client.exists(index_key)  # no sorted set, no archived head: one compact entry
     assert not world.client.hexists(world.keys.archived_heads, stored)
-    assert world.client.hget(world.keys.archived, "depth") == b"1"
+    assert world.client.hget(world.keys.archived, "depth") == b"1"  # 16 buckets, named by sha1's first digit
+    entry = world.client.hget(world.keys.compact_bucket(hashlib.sha1(stored.encode()).hexdigest()[:1]), stored)
+    assert entry is not None and decode(entry)[1] == aggregate_index(world.client, world.keys, stored)
     assert [p for _, p in aggregate_index(world.client, world.keys, stored)] == [
         int(e[0].split(b"-")[0]) for e in world.log() if e[1][b"o"] == stored.encode()
     ]
