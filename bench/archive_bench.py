@@ -12,7 +12,8 @@ archived but for its last tenth. Measured in the same run:
 * read rate of the whole log: raw ``XRANGE … COUNT 1000`` from Redis before archiving (the
   baseline), then ``read_log`` over archive + Redis after it (files read cold, sha256 checked);
 * ``Replayer.replay`` of every view from 0, before and after archiving;
-* what each key family costs (``MEMORY USAGE`` of every key, grouped by its name with the
+* what each key family costs (``ah``: the compact index entries of wholly archived
+  aggregates, events/compact.py) (``MEMORY USAGE`` of every key, grouped by its name with the
   tenant, aggregate or day left out), before and after archiving, and how many read-model
   rows the run moved to the archive (projections/cold.py);
 * that every reader gives what it gave before archiving: every view's keys after a replay
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ROOT.mkdir(parents=True)
     python = platform.python_version()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {python}")
-    server = EmbeddedRedis(ROOT / "redis", appendfsync="always").start()
+    # without per-command latency histograms (~27 kB per command name: the server's, not the history's)
+    server = EmbeddedRedis(ROOT / "redis", appendfsync="always", extra_args=["--latency-tracking", "no"]).start()
     runtime = Runtime(Settings(redis_url=server.url))
     client = runtime.client
     keys = runtime.shard_keys_for(runtime.settings.shard)
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         files = len(run.segments)
         print(f"load average: {load_average()}")
         print(f"log: {events:,} events; archived {run.through:,} in {files} files in {archive_seconds:.1f} s")
-        print(f"  and {run.rows_retired:,} read-model rows of wholly archived interactions")
+        print(f"  and {run.rows_retired:,} read-model rows of wholly archived interactions;")
+        print(f"  {run.compacted:,} wholly archived aggregates' indexes compacted")
         print(f"used_memory over the empty server: {(before - empty) / events:,.0f} B/event before archiving, ")
         print(f"  {(after - empty) / hot:,.0f} B per hot event after ({before:,} -> {after:,} B, {after / before:.0%};")
         print(f"  the history's own, over the empty server's {empty:,} B: {(after - empty) / (before - empty):.0%})")

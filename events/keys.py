@@ -65,7 +65,8 @@ class ShardKeys:
         #: archive lives (events/archive.py); absent: nothing archived
         self.archived = self.prefix + "archived"
         #: hash: originator id -> "<notification id> <hash>" of an aggregate's newest event
-        #: once that event is archived (the append script chains the next event to it)
+        #: once that event is archived (the append script chains the next event to it), until
+        #: the aggregate is compacted (``compact_bucket``)
         self.archived_heads = self.prefix + "archived-heads"
         #: the view generations these names resolve to (``projections.base.current``)
         self.generations: Mapping[str, str] = dict(generations or {})
@@ -73,6 +74,11 @@ class ShardKeys:
     def aggregate_index(self, originator_id: UUID | str) -> str:
         """Sorted set: score = aggregate version, member = notification id."""
         return self.prefix + "a:" + encode_originator_id(originator_id)
+
+    def compact_bucket(self, digits: str) -> str:
+        """Hash: originator id -> compact index entry of a wholly archived aggregate whose
+        sha1 starts with these hex digits (events/compact.py; the Lua scripts build the name)."""
+        return self.prefix + "ah:" + digits
 
     def tenant_index(self, tenant: str) -> str:
         """Stream of the tenant's log positions (ids "<notification id>-0")."""

@@ -108,9 +108,14 @@ def lua_source(package: str, name: str) -> str:
     return resources.files(package).joinpath("lua", name).read_text(encoding="utf-8")
 
 
-def register_lua(client: redis.Redis, package: str, name: str) -> Script:
-    """A shipped Lua script registered on ``client`` (run by EVALSHA, loaded on first use)."""
-    return client.register_script(lua_source(package, name))
+def register_lua(client: redis.Redis, package: str, name: str, *, index: bool = False) -> Script:
+    """A shipped Lua script registered on ``client`` (run by EVALSHA, loaded on first use);
+    ``index``: with the readers of aggregates' compact index entries before it
+    (``lua/compact_index.lua``)."""
+    source = lua_source(package, name)
+    if index:
+        source = lua_source("events", "compact_index.lua") + "\n" + source
+    return client.register_script(source)
 
 
 class RedisConnection:
@@ -119,9 +124,9 @@ class RedisConnection:
     def __init__(self, client: redis.Redis, keys: ShardKeys) -> None:
         self.client = client
         self.keys = keys
-        self.append = register_lua(client, "events", "append.lua")
+        self.append = register_lua(client, "events", "append.lua", index=True)
         self.append_plain = register_lua(client, "events", "append_plain.lua")
-        self.select = register_lua(client, "events", "select_events.lua")
+        self.select = register_lua(client, "events", "select_events.lua", index=True)
         self.track = register_lua(client, "events", "track.lua")
 
 
@@ -542,7 +547,14 @@ class RedisApplicationRecorder(ApplicationRecorder):
         try:
             flat = self.conn.select(
                 keys=[self.keys.log, self.keys.aggregate_index(originator_id)],
-                args=[lo, hi, "desc" if desc else "asc", limit or 0],
+                args=[
+                    lo,
+                    hi,
+                    "desc" if desc else "asc",
+                    limit or 0,
+                    self.keys.prefix,
+                    encode_originator_id(originator_id),
+                ],
             )
         except redis.ResponseError as error:
             raise _script_error(error) from error
@@ -581,7 +593,8 @@ class RedisApplicationRecorder(ApplicationRecorder):
         for originator_id, gt in wanted:
             lo, hi = _bounds(gt, None)
             index = self.keys.aggregate_index(originator_id)
-            pipe.evalsha(self.conn.select.sha, 2, self.keys.log, index, lo, hi, "asc", 0)
+            oid = encode_originator_id(originator_id)
+            pipe.evalsha(self.conn.select.sha, 2, self.keys.log, index, lo, hi, "asc", 0, self.keys.prefix, oid)
         # plain values read along (a data subject's key, a tenant's secret: a (hash, field)
         # pair is an HGET); on a cluster they live in slots of their own, read apart
         together = server is self.conn.client

@@ -26,6 +26,7 @@ import redis
 from fsspec import AbstractFileSystem
 
 from events.archive import Archive, filesystem
+from events.compact import aggregate_indexes
 from events.keys import ShardKeys
 from projections import cold
 from projections.base import current
@@ -56,14 +57,10 @@ def archived_rows(client: redis.Redis, keys: ShardKeys, tenant: str, through: in
     rows = {m.decode(): v for m, v in client.hscan_iter(cold.rows_key(keys, NAME, tenant), count=1000)}
     out: dict[str, bytes] = {}
     items = list(rows.items())
-    for start in range(0, len(items), 1000):
-        chunk = items[start : start + 1000]
-        pipe = client.pipeline(transaction=False)
-        for _, value in chunk:
-            pipe.zrange(keys.prefix + "a:" + _stored(_record.decode(value).originator), -1, -1)
-        for (member, value), top in zip(chunk, cast(list[list[bytes]], pipe.execute()), strict=True):
-            if top and int(top[0]) <= through:
-                out[member] = value
+    indexes = aggregate_indexes(client, keys, [_stored(_record.decode(value).originator) for _, value in items])
+    for (member, value), index in zip(items, indexes, strict=True):
+        if index and index[-1][1] <= through:
+            out[member] = value
     return out
 
 

@@ -48,6 +48,7 @@ from events.archive import (
 )
 from events.chain import ZERO, link_hash
 from events.codec import recorded_at
+from events.compact import compact_archived
 from events.connect import node_client
 from events.keys import ShardKeys
 from events.store import StreamEntries, xrange
@@ -69,6 +70,8 @@ class ArchiveRun:
     note: str = ""
     #: read-model rows of fully archived interactions moved out of Redis (projections/cold.py)
     rows_retired: int = 0
+    #: wholly archived aggregates whose index and head became one compact entry (events/compact.py)
+    compacted: int = 0
 
     @property
     def events(self) -> int:
@@ -136,10 +139,12 @@ class Archiver:
     # -- the run ----------------------------------------------------------------------------------------
     def run(self, before_position: int | None = None, hot_days: float | None = None) -> ArchiveRun:
         """Archive every whole segment that ends before ``before_position`` (or before the hot
-        window of ``hot_days``) and at or before the newest signed checkpoint, then move the
-        read-model rows of the interactions now wholly archived (a rerun finishes both)."""
+        window of ``hot_days``) and at or before the newest signed checkpoint, then compact the
+        indexes of the aggregates now wholly archived and move the read-model rows of those
+        interactions (a rerun finishes all three)."""
         run = self._segments(before_position, hot_days)
         if self.stop_after is None:
+            run.compacted = compact_archived(self.client, self.keys)
             run.rows_retired = retire_archived(self.client, self.keys)
         return run
 
@@ -276,6 +281,9 @@ class Archiver:
 
 
 def describe(run: ArchiveRun) -> str:
-    lines = [f"shard {run.shard}: {run.note}; {run.rows_retired} read-model rows moved to the archive"]
+    lines = [
+        f"shard {run.shard}: {run.note}; {run.compacted} aggregates' indexes compacted,"
+        f" {run.rows_retired} read-model rows moved to the archive"
+    ]
     lines += [f"  {s.file}: positions {s.first}..{s.last}, {s.count} events, sha256 {s.sha256}" for s in run.segments]
     return "\n".join(lines)

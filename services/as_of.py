@@ -13,7 +13,7 @@ Reading writes nothing: the events come from the aggregate's index and the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -21,6 +21,8 @@ from uuid import UUID
 import msgspec
 
 from events.codec import DomainEvent, StructMapper
+from events.compact import aggregate_index
+from events.keys import encode_originator_id
 from events.store import RedisApplicationRecorder
 from services.catalogue import Catalogue, project_catalogue
 from services.errors import BadRequest, NotFound
@@ -124,10 +126,8 @@ def history(ledger: Ledger, originator_id: UUID) -> list[tuple[int, DomainEvent]
     assert isinstance(recorder, RedisApplicationRecorder)
     stored = recorder.select_events(originator_id)
     # the index after the events: it names every event read (and perhaps newer ones)
-    index: Sequence[tuple[bytes, float]] = recorder.conn.client.zrange(  # type: ignore[assignment]
-        recorder.keys.aggregate_index(originator_id), 0, -1, withscores=True
-    )
-    positions = {int(version): int(member) for member, version in index}
+    index = aggregate_index(recorder.conn.client, recorder.keys, encode_originator_id(originator_id))
+    positions = dict(index)
     mapper = ledger.mapper
     assert isinstance(mapper, StructMapper)
     return [(positions[s.originator_version], mapper.decode(s.topic, s.state)) for s in stored]

@@ -37,6 +37,7 @@ import redis
 
 from events.archive import entries_at, log_entries
 from events.codec import ERASED, DomainEvent, StructMapper, registered_types, stored_body
+from events.compact import aggregate_indexes
 from events.keys import IngestKeys, ShardKeys, decode_originator_id, subject_key
 from events.store import RedisFactory, xrange
 from events.types import CallStarted, ConversationStarted, MessageRecorded
@@ -132,11 +133,8 @@ def footprint(ledger: Ledger, tenant_id: str, contact_id: str) -> Footprint:
             and stored_body(f[b"t"].decode(), f[b"s"]).get("contact_id") == contact_id
         ):
             found.aggregates.add(f[b"o"].decode())
-    pipe = client.pipeline(transaction=False)
-    for aggregate in sorted(found.aggregates):
-        pipe.zrange(keys.aggregate_index(decode_originator_id(aggregate)), 0, -1)
-    for members in cast(list[list[bytes]], pipe.execute()):
-        found.nids |= {int(m) for m in members}
+    for index in aggregate_indexes(client, keys, sorted(found.aggregates)):
+        found.nids |= {position for _, position in index}
     mapper = cast(StructMapper, ledger.mapper)
     for f in entries_at(client, keys, sorted(found.nids)).values():
         found.add_event(mapper.decode(f[b"t"].decode(), f[b"s"]))

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, cast, get_args
+from typing import Literal, get_args
 
 import msgspec
 import redis
 
 from events.archive import Archive, entries_at
 from events.codec import ERASED, DomainEvent, StructMapper, SubjectKeys
-from events.keys import ShardKeys
+from events.compact import Index, aggregate_index
+from events.keys import ShardKeys, encode_originator_id
 from events.store import xrange
 from services.errors import BadRequest, NotFound
 from services.interactions import aggregate_id
@@ -144,15 +145,15 @@ class Exporter:
     def history(self, kind: str, external_id: str, after: int = 0, limit: int | None = None) -> Iterator[ExportedEvent]:
         """The aggregate's events after version ``after``; NotFound (before the first line) for
         an aggregate the tenant does not have."""
-        index = self.keys.aggregate_index(aggregate_id(self.tenant, kind, external_id))
-        if not self.client.exists(index):
+        stored = encode_originator_id(aggregate_id(self.tenant, kind, external_id))
+        index = aggregate_index(self.client, self.keys, stored)  # its set, or its compact entry
+        if not index:
             raise NotFound(f"{kind} {external_id!r} not found" if external_id else f"no {kind} recorded")
         return self._history(index, after, limit)
 
-    def _history(self, index: str, after: int, limit: int | None) -> Iterator[ExportedEvent]:
+    def _history(self, index: Index, after: int, limit: int | None) -> Iterator[ExportedEvent]:
         def versions(after: int, count: int) -> list[tuple[int, int]]:
-            found = self.client.zrangebyscore(index, f"({after}", "+inf", start=0, num=count, withscores=True)
-            return [(int(member), int(version)) for member, version in cast(list[tuple[bytes, float]], found)]
+            return [(position, version) for version, position in index if version > after][:count]
 
         return self._paged(versions, after, limit)
 

@@ -35,6 +35,7 @@ import redis
 
 from events.archive import Archive, ArchiveError, read_log, read_segment_bytes, sha256
 from events.chain import ZERO, event_hash, link_hash
+from events.compact import aggregate_index
 from events.connect import node_client
 from events.keys import RegistryKeys, ShardKeys
 from events.store import StreamEntries, register_lua, xrange
@@ -174,7 +175,7 @@ class ShardVerifier:
         self.ring = ring
         self.batch = batch
         self.max_problems = max_problems
-        self._indexes = register_lua(client, "services", "verify_index.lua")
+        self._indexes = register_lua(client, "services", "verify_index.lua", index=True)
         self.problems: list[Problem] = []
         self.more = 0
         self.aggregates: dict[bytes, _Aggregate] = {}
@@ -415,11 +416,8 @@ class ShardVerifier:
 
     def _versions_removed(self, oid: bytes, lo: int, hi: int) -> bool:
         """Whether the aggregate's versions lo..hi sit at removed positions (then name them)."""
-        found = cast(
-            list[tuple[bytes, float]],
-            self.client.zrangebyscore(self.keys.prefix + "a:" + oid.decode(), lo, hi, withscores=True),
-        )
-        named = [self._name_removed(int(member), aggregate=oid.decode(), version=int(score)) for member, score in found]
+        found = [(v, n) for v, n in aggregate_index(self.client, self.keys, oid.decode()) if lo <= v <= hi]
+        named = [self._name_removed(position, aggregate=oid.decode(), version=version) for version, position in found]
         return len(found) == hi - lo + 1 and all(named)
 
     def _tenant_index(self, tenant: bytes, nid: int) -> list[str]:
@@ -486,23 +484,18 @@ class ShardVerifier:
                     self._problem(listed, INDEX, f"tenant index of {tenant.decode()!r} lists a position it lacks")
 
     def _leftover_versions(self, oid: bytes, last: int) -> None:
-        members = cast(
-            list[tuple[bytes, float]],
-            self.client.zrange(self.keys.prefix + "a:" + oid.decode(), 0, -1, withscores=True),
-        )
-        for member, score in members:
-            position = int(member)
+        for version, position in aggregate_index(self.client, self.keys, oid.decode()):
             if position > last:
                 continue  # cut off: reported as the truncation
-            if not self._name_removed(position, aggregate=oid.decode(), version=int(score)):
+            if not self._name_removed(position, aggregate=oid.decode(), version=version):
                 aggregate = self.aggregates[oid]
-                if int(score) > aggregate.version:
+                if version > aggregate.version:
                     self._problem(
                         position,
                         INDEX,
-                        f"the index lists version {int(score)} at {position}, which the log does not hold",
+                        f"the index lists version {version} at {position}, which the log does not hold",
                         aggregate=oid.decode(),
-                        version=int(score),
+                        version=version,
                     )
 
 

@@ -6,7 +6,9 @@ files with DuckDB as the README shows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +19,12 @@ import duckdb
 import msgspec
 import pytest
 from click.testing import CliRunner
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from events.archive import Archive, log_entries, read_manifest
+from events.compact import aggregate_index, decode, encode
+from events.keys import encode_originator_id
+from events.store import RedisApplicationRecorder, VersionConflict
 from projections import cold
 from projections.base import current
 from projections.interactions import records
@@ -28,6 +34,7 @@ from services.archive import Archiver, last_before, segment_ranges
 from services.checkpoints import generate_key
 from services.cli import main
 from services.export import Exporter, ndjson
+from services.interactions import aggregate_id
 from services.rules import Context
 from services.rules import interactions as rules
 from services.rules.interactions import Choice
@@ -157,6 +164,82 @@ def test_an_archived_aggregate_loads_and_takes_new_events_chained_to_its_archive
     assert call.version == 4 and call.outcome is not None and call.outcome.code == "NO_SALE"
     report = world.verify()
     assert report.ok, [p.describe() for p in report.problems]
+
+
+def test_encoded_compact_entries_decode_to_their_index_and_only_contiguous_small_ones_are_made() -> None:
+    head = "ab" * 20
+    index = [(1, 7), (2, 9), (3, 300_000), (4, 5_000_001)]
+    entry = encode(head, index)
+    assert entry is not None and len(entry) <= 64
+    assert decode(entry) == (head, index)
+    assert encode(head, [(1, 7), (3, 9)]) is None  # a gap in the versions: the sorted set stays
+    assert encode(head, [(v, 1_000_000 * v) for v in range(1, 30)]) is None  # too long for a listpack value
+
+
+def test_a_wholly_archived_aggregate_is_one_compact_entry_that_refuses_stale_saves_and_takes_corrections(
+    world: World,
+) -> None:
+    world.calls_with_outcomes(10)
+    world.checkpoint(every_events=10)
+    run = world.archiver().run(before_position=world.last() + 1)  # all of it
+    assert run.compacted > 20  # the calls, their outcome sets, the catalogues
+    ledger = world.runtime.ledger("acme")
+    call_id = aggregate_id("acme", "call", "c-1")
+    stored = encode_originator_id(call_id)
+    index_key = world.keys.aggregate_index(call_id)
+    assert not world.client.exists(index_key)  # no sorted set, no archived head: one compact entry
+    assert not world.client.hexists(world.keys.archived_heads, stored)
+    assert world.client.hget(world.keys.archived, "depth") == b"1"  # 16 buckets, named by sha1's first digit
+    entry = world.client.hget(world.keys.compact_bucket(hashlib.sha1(stored.encode()).hexdigest()[:1]), stored)
+    assert entry is not None and decode(entry)[1] == aggregate_index(world.client, world.keys, stored)
+    assert [p for _, p in aggregate_index(world.client, world.keys, stored)] == [
+        int(e[0].split(b"-")[0]) for e in world.log() if e[1][b"o"] == stored.encode()
+    ]
+    exports = world.exports()  # the history export reads the compact entry
+    recorder = ledger.recorder
+    assert isinstance(recorder, RedisApplicationRecorder)
+    events = recorder.select_events(call_id)
+    assert [e.originator_version for e in events] == [1, 2, 3]
+    assert [e.originator_version for e in recorder.select_events(call_id, gt=1, desc=True, limit=1)] == [3]
+    assert [e.originator_version for e in recorder.select_events(call_id, lte=2)] == [1, 2]
+
+    # a duplicate version and a stale expected version are refused as before, nothing written
+    with pytest.raises(IntegrityError, match="already recorded"):
+        recorder.insert_events([events[1]])
+    with pytest.raises(VersionConflict, match="at version 3, expected 2"):
+        other = StoredEvent(uuid.uuid4(), 1, events[0].topic, events[0].state)
+        recorder.insert_events([other], expect=[(call_id, 2)], tenant="acme")
+    assert world.client.xlen(world.keys.log) == 0 and not world.client.exists(index_key)
+
+    # a correction: version 4 goes to Redis chained to the archived head; the set is back
+    ctx = Context("acme", "supervisor:sue", datetime.now(UTC))
+    at = T0 + timedelta(minutes=9)
+    ledger.call_fact(
+        ctx,
+        "c-1",
+        lambda cat, call, conv: rules.correct_outcome(
+            cat, call, ctx, Choice("NO_SALE", at), reason="QA review", conversation=conv
+        ),
+    )
+    call = ledger.call("acme", "c-1")
+    assert call.version == 4 and call.outcome is not None and call.outcome.code == "NO_SALE"
+    assert [int(v) for _, v in world.client.zrange(index_key, 0, -1, withscores=True)] == [1, 2, 3, 4]
+    assert [v for v, _ in aggregate_index(world.client, world.keys, stored)] == [1, 2, 3, 4]
+    with pytest.raises(IntegrityError, match="already recorded"):
+        recorder.insert_events([events[2]])
+    report = world.verify()
+    assert report.ok, [p.describe() for p in report.problems]
+    assert world.exports()["c-1 beta"] == exports["c-1 beta"]
+    assert world.exports()["c-1 acme"].count(b"\n") == 4
+
+    # archived again: compact again, with its four versions
+    world.checkpoint(every_events=1)
+    assert world.archiver().run(before_position=world.last() + 1).compacted >= 1
+    assert not world.client.exists(index_key)
+    assert [v for v, _ in aggregate_index(world.client, world.keys, stored)] == [1, 2, 3, 4]
+    assert ledger.call("acme", "c-1").version == 4
+    assert world.verify().ok
+    assert world.archiver().run(before_position=world.last() + 1).compacted == 0  # a rerun: nothing to do
 
 
 @pytest.mark.parametrize("stop", ["manifest", "publish"])

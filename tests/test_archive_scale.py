@@ -1,15 +1,14 @@
 """The archive tier's must-show, scaled down for CI (docs/archive.md): a history over ten days
-archived but for its last day. The log's Redis memory falls to at most 20% of before, the
-read-model rows of the archived interactions and their index entries leave Redis too
-(projections/cold.py, cold_index.py), and
-replay (every read model rebuilt from 0), export, verify and the reports (history, sampling,
-rates, QA, outcome mix) give the same results as before archiving; a correction and a QA
-verdict on an archived call after it give the reports a rebuild from 0 gives. A private
-redis-server: the memory measured is this history's alone.
-
-Not met yet (docs/archive.md, "Memory"): the history's ``used_memory`` as a whole at 20% of
-before; here it is asserted at 32% (measured ~28%; ~21% at 30,000 events). What stays: the
-per-aggregate indexes and the archived heads, and the hot day."""
+archived but for its last day. The history's Redis ``used_memory`` falls to at most 20% of
+before (measured ~17%; ~23% without the compact index entries of events/compact.py): the
+log's to at most 20%, the read-model rows of the archived interactions and their index
+entries leave Redis too (projections/cold.py, cold_index.py), and each archived call's
+version index and head become one compact entry. Replay (every read model rebuilt from 0),
+export, verify and the reports (history, sampling, rates, QA, outcome mix) give the same
+results as before archiving; a correction and a QA verdict on an archived call after it
+give the reports a rebuild from 0 gives. A private redis-server, without Redis 7's
+per-command latency histograms (a constant of the server, ~0.6 MB here): the memory
+measured is this history's alone. What stays is mostly the hot day."""
 
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ from services.archive import Archiver
 from services.checkpoints import Checkpointer, KeyRing, Signer, generate_key
 from services.config import Settings
 from services.export import Exporter, ndjson
+from services.interactions import aggregate_id
 from services.rules import Context
 from services.rules import interactions as rules
 from services.rules.interactions import Choice
@@ -104,7 +104,9 @@ def reports(client: redis.Redis, keys: ShardKeys, day: date) -> tuple[Any, ...]:
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
-    s = EmbeddedRedis(tmp_path / "redis", appendfsync="always").start()
+    # no per-command latency histograms (Redis 7 allocates ~27 kB for each command name the
+    # server runs, ~0.6 MB here: a constant of the server, not of the history)
+    s = EmbeddedRedis(tmp_path / "redis", appendfsync="always", extra_args=["--latency-tracking", "no"]).start()
     try:
         yield s.url
     finally:
@@ -148,10 +150,13 @@ def test_ten_days_archived_but_the_last_free_redis_memory_and_every_reader_agree
         assert 0.09 * events < hot < 0.11 * events + 20
         # both views' rows of every archived call (2 x 9/10 of the calls) left Redis
         assert 2 * 0.88 * CALLS < run.rows_retired < 2 * 0.92 * CALLS
+        # and each archived call's version index and head became one compact entry (events/compact.py)
+        assert run.compacted > 0.88 * CALLS
+        assert client.exists(keys.aggregate_index(aggregate_id("acme", "call", "c-0"))) == 0
         memory_after, log_after = used_memory(client) - empty, log_memory(client, keys)
         print(f"history's used_memory {memory_before:,} -> {memory_after:,} B; log {log_before:,} -> {log_after:,} B")
         assert log_after <= 0.2 * log_before, (log_before, log_after)
-        assert memory_after <= 0.32 * memory_before, (memory_before, memory_after)
+        assert memory_after <= 0.2 * memory_before, (memory_before, memory_after)
         assert reports(client, keys, now.date()) == shown  # archived rows read from the archive
 
         assert readers() == before  # a replay rebuilds every view in Redis from archive and log

@@ -42,6 +42,7 @@ def test_every_key_of_a_shard_is_in_the_shard_slot() -> None:
         keys.view_generations,
         keys.archived,
         keys.archived_heads,
+        keys.compact_bucket("a3"),
         keys.aggregate_index(uuid.uuid4()),
         keys.aggregate_index("catalogue"),
         keys.tenant_index("acme"),

@@ -4,6 +4,9 @@
 -- precondition is checked first -- a Lua script does not roll back -- and only then
 -- is anything written. A failing save does not affect the others in the batch.
 --
+-- An aggregate's index is its sorted set "a:<id>", or its compact entry once every event of
+-- it is archived (compact_index.lua, prepended); a new event writes the set again.
+--
 -- KEYS[1]  the shard's log stream (routes the call to the shard's cluster slot)
 -- ARGV[1]  the shard's key prefix, e.g. "ol:{s00}:"; every key below starts with it
 -- ARGV[2]  msgpack array of saves; a save is {events, opts}
@@ -36,6 +39,9 @@ local heads = {}
 -- highest version recorded for an aggregate (absent: none): a version above it
 -- cannot be a duplicate, so only versions at or below it need a lookup.
 local tops = {}
+-- the compact entry of a wholly archived aggregate (compact_index.lua), until this call
+-- writes the aggregate's sorted set again (expand)
+local compacts = {}
 local function agg_head(oid)
   local cached = heads[oid]
   if cached ~= nil then return cached end
@@ -59,9 +65,37 @@ local function agg_head(oid)
     end
     result = {tonumber(top[2]), hash}
     tops[oid] = result[1]
+  else
+    local compact = compact_index(p, oid)
+    if compact then
+      compacts[oid] = compact
+      result = {compact.top, compact.hash}
+      tops[oid] = compact.top
+    end
   end
   heads[oid] = result
   return result
+end
+
+-- Whether the aggregate already has this version (at or below its top).
+local function recorded(oid, version)
+  local compact = compacts[oid]
+  if compact then return version >= compact.first and version <= compact.top end
+  return redis.call("ZCOUNT", p .. "a:" .. oid, version, version) > 0
+end
+
+-- A compact aggregate gets an event: its versions go back to its sorted set, the entry goes.
+local function expand(oid)
+  local compact = compacts[oid]
+  if not compact then return end
+  local args = {}
+  for i, position in ipairs(compact.positions) do
+    args[#args + 1] = fmt(compact.first + i - 1)
+    args[#args + 1] = fmt(position)
+  end
+  redis.call("ZADD", p .. "a:" .. oid, unpack(args))
+  redis.call("HDEL", compact.key, oid)
+  compacts[oid] = nil
 end
 
 local function check(save)
@@ -104,7 +138,7 @@ local function check(save)
       agg_head(oid)
     end
     local top = tops[oid]
-    if versions[version] or (top and version <= top and redis.call("ZCOUNT", p .. "a:" .. oid, version, version) > 0) then
+    if versions[version] or (top and version <= top and recorded(oid, version)) then
       return {"integrity", "event " .. oid .. " version " .. fmt(version) .. " already recorded"}
     end
     versions[version] = true
@@ -136,6 +170,7 @@ local function write(save)
     end
     local args = index[oid]
     if args == nil then
+      expand(oid)
       args = {}
       index[oid] = args
       touched[#touched + 1] = oid

@@ -1,25 +1,14 @@
--- Read one aggregate's events from the shard log through its version index.
+-- Read one aggregate's events from the shard log through its version index (its sorted set,
+-- or its compact entry once wholly archived: compact_index.lua, prepended).
 -- KEYS[1] the shard's log stream; KEYS[2] the aggregate's index (zset: score = version,
 -- member = notification id).
--- ARGV: min score, max score (ZRANGEBYSCORE syntax), "asc" | "desc", limit (0 = none)
+-- ARGV: min score, max score (ZRANGEBYSCORE syntax), "asc" | "desc", limit (0 = none),
+-- the shard's key prefix, the stored originator id
 -- Returns a flat array: version, topic, state, version, topic, state, ...; an entry not in
 -- the log (archived) comes as version, false, notification id
-local log, index = KEYS[1], KEYS[2]
+local log = KEYS[1]
 local lo, hi, order, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local nids
-if order == "desc" then
-  if limit > 0 then
-    nids = redis.call("ZREVRANGEBYSCORE", index, hi, lo, "WITHSCORES", "LIMIT", 0, limit)
-  else
-    nids = redis.call("ZREVRANGEBYSCORE", index, hi, lo, "WITHSCORES")
-  end
-else
-  if limit > 0 then
-    nids = redis.call("ZRANGEBYSCORE", index, lo, hi, "WITHSCORES", "LIMIT", 0, limit)
-  else
-    nids = redis.call("ZRANGEBYSCORE", index, lo, hi, "WITHSCORES")
-  end
-end
+local nids = index_range(ARGV[5], ARGV[6], lo, hi, order == "desc", limit)
 local out = {}
 for i = 1, #nids, 2 do
   local entry = redis.call("XRANGE", log, nids[i] .. "-0", nids[i] .. "-0")
