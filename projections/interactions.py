@@ -565,11 +565,19 @@ def forget_oldest(state: State, cap: int) -> None:
 # -- reading records -----------------------------------------------------------------------------------
 
 
+#: members per HMGET: a period of a large project names millions of them, and one command
+#: that size holds Redis (and every other client) for seconds
+READ_CHUNK = 10_000
+
+
 def records(client: redis.Redis, keys: ShardKeys, tenant: str, members: Sequence[str]) -> list[Record | None]:
     """The records of these members, in their order (None for a member without one)."""
     if not members:
         return []
-    found: list[bytes | None] = client.hmget(_key(keys, "i", tenant), list(members))  # type: ignore[assignment]
+    pipe = client.pipeline(transaction=False)
+    for first in range(0, len(members), READ_CHUNK):
+        pipe.hmget(_key(keys, "i", tenant), list(members[first : first + READ_CHUNK]))
+    found: list[bytes | None] = [raw for chunk in pipe.execute() for raw in chunk]
     found = cold.fill(client, keys, NAME, tenant, members, found)  # archived interactions' rows
     return [_record.decode(raw) if raw else None for raw in found]
 

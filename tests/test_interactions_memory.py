@@ -76,3 +76,15 @@ def test_a_memory_past_its_cap_gives_the_same_view(world, monkeypatch) -> None: 
     small.catch_up()  # a call's events span batches: records forgotten are read back
     assert len(whole) > 5
     assert view_keys(small) == whole
+
+
+def test_records_read_in_chunks_come_back_in_the_order_asked(world, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    runtime, view = world
+    for n in range(5):
+        call_with_outcome(runtime, "acme", f"c{n}", "SALE")
+    view.catch_up()
+    asked = ["call:c3", "call:nope", "call:c0", "call:c4", "conversation:c1", "call:c1", "call:c2"]
+    whole = records(view.client, view.keys, "acme", asked)
+    monkeypatch.setattr(interactions, "READ_CHUNK", 2)  # four HMGETs in one round trip
+    assert records(view.client, view.keys, "acme", asked) == whole
+    assert [r.id if r else None for r in whole] == ["c3", None, "c0", "c4", None, "c1", "c2"]
