@@ -300,15 +300,23 @@ class _Ahead:
             seen.add(fields[b"o"])
 
     def result(self, i: int) -> Decided | None:
-        """Entry i's decision, or None when it is to be decided in order."""
+        """Entry i's decision, or None when it is to be decided in order. The entry asked
+        for that no thread has yet (the batch's first) is decided in this thread, once the
+        next ones are handed out: a hand-off to a thread and back costs more CPU than a
+        small decision (most batches of a paced load have one or two entries)."""
         pool = self.follower._pool
         if pool is None:
             return None
+        here = i == self.submitted and i in self.independent
+        if here:
+            self.submitted += 1
         while self.submitted < min(i + self.follower.parallel, len(self.wanted)):
             if self.submitted in self.independent:
                 fields = self.wanted[self.submitted][1]
                 self.futures[self.submitted] = pool.submit(self.follower.decide_entry, fields)
             self.submitted += 1
+        if here:
+            return self.follower.decide_entry(self.wanted[i][1])
         future = self.futures.pop(i, None)
         return future.result() if future is not None else None
 
