@@ -76,9 +76,22 @@ def run_with_kills(stack: Stack, gateway: Receiver) -> list[float]:
         assert stack.worker is not None
         stack.worker.send_signal(signal.SIGKILL)
         stack.worker.wait()
+        # what the killed worker had sent may still be handled by the receiver's threads:
+        # the kill counts from when that is done (else such a send, stamped just after the
+        # kill, would look like one sent twice by the next worker)
+        quiet(gateway)
         kills.append(time.monotonic())
         stack.start_worker()
     return kills
+
+
+def quiet(gateway: Receiver, settle: float = 0.3) -> None:
+    """Until no delivery has arrived for ``settle`` seconds (nothing sends meanwhile)."""
+    while True:
+        seen = len(gateway.deliveries)
+        time.sleep(settle)
+        if len(gateway.deliveries) == seen:
+            return
 
 
 @pytest.mark.parametrize("deduplicate", [True, False], ids=["deduplicating", "counting"])

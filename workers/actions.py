@@ -26,9 +26,11 @@ follower's work is split by aggregate into units, each with its own position and
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +63,60 @@ Decided = tuple[str | None, Sequence[DomainEvent]]
 PLANNER, SENDER, FOLLOW_UPS = "actions.sms-planner", "actions.sms-sender", "actions.follow-up-planner"
 #: failed attempts at one log entry before it goes to the dead-letter stream
 MAX_ATTEMPTS = int(os.environ.get("OUTCOMES_MAX_ATTEMPTS", "5"))
+
+
+class LogTail:
+    """The shard log's latest entries as the followers of one worker process read them.
+
+    Every action follower reads the whole log after its own position, so each entry was
+    read from Redis (a round trip, and a reply parsed) once per follower. Shared by the
+    followers of a process (``followers``), the tail hands a follower whose position it
+    holds the entries after it without asking Redis; a follower at (or past) its end reads
+    Redis (``read_log``) and the tail grows by what it read. The log only grows at its end
+    and its entries never change (archived ones are read from the archive alike), so what
+    the tail gives is what a read would have given then: every entry after the position,
+    up to where some follower of the process last read. What lies beyond, the follower
+    reads at its next turn."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        #: the log's entries after position ``_after`` up to ``_last``, all of them, in order
+        self._after = self._last = 0
+        self._positions: list[int] = []
+        self._entries: StreamEntries = []
+
+    def read(self, client: redis.Redis, keys: ShardKeys, after: int, count: int) -> StreamEntries:
+        """Up to ``count`` log entries after position ``after``."""
+        with self._lock:
+            if self._after <= after < self._last:
+                start = bisect.bisect_right(self._positions, after)
+                return self._entries[start : start + count]
+        entries = read_log(client, keys, after, None, count)
+        if entries:
+            self._add(after, entries)
+        return entries
+
+    def _add(self, after: int, entries: StreamEntries) -> None:
+        positions = [entry_position(eid) for eid, _ in entries]
+        with self._lock:
+            if after == self._last:  # right after the tail: it grows
+                self._positions += positions
+                self._entries += entries
+            elif positions[-1] > self._last:  # further on (or a longer run): it starts there
+                self._after, self._positions, self._entries = after, positions, list(entries)
+            else:
+                return  # behind the tail (a follower catching up): kept as it was
+            self._last = positions[-1]
+            if len(self._positions) > self.keep:  # the oldest go
+                drop = len(self._positions) - self.keep
+                self._after = self._positions[drop - 1]
+                del self._positions[:drop], self._entries[:drop]
+
+
+def entry_position(entry_id: bytes) -> int:
+    """A log entry's position: its id is ``<position>-0``."""
+    return int(entry_id.split(b"-")[0])
 
 
 class LogFollower:
@@ -123,6 +179,8 @@ class LogFollower:
         self._covered: int | None = None
         self._stored = 0
         self._stored_at = 0.0
+        #: where it reads the log: shared by the followers of a worker process (``followers``)
+        self.tail = LogTail()
 
     @property
     def mapper(self) -> StructMapper:
@@ -179,7 +237,7 @@ class LogFollower:
             raise
 
     def _run_batch(self, position: int, lazy: bool) -> int:
-        entries: StreamEntries = read_log(self.client, self.keys, position, None, self.batch_size)
+        entries = self.tail.read(self.client, self.keys, position, self.batch_size)
         if not entries:
             return 0
         wanted = self.select(entries)
@@ -220,7 +278,7 @@ class LogFollower:
                         raise  # retried from the position on the next turn
                     recorded = nid
             flush()
-            last = int(entries[-1][0].split(b"-")[0])
+            last = entry_position(entries[-1][0])
             self._stored = max(self._stored, recorded)  # ``recorded`` was written (by whichever script)
             # nothing to record at the end of the batch: move the position alone (lazily: later)
             if last > recorded and (not lazy or time.monotonic() - self._stored_at >= self.position_lag):
@@ -238,7 +296,7 @@ class LogFollower:
 
     def select(self, entries: StreamEntries) -> list[tuple[int, dict[bytes, bytes]]]:
         """The batch's entries to decide, with their positions: those of the wanted types."""
-        return [(int(eid.split(b"-")[0]), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
+        return [(entry_position(eid), fields) for eid, fields in entries if fields[b"t"] in self.wanted]
 
     def mine(self, fields: dict[bytes, bytes]) -> bool:
         """Whether the entry is this unit's: by its aggregate, so one aggregate's entries
@@ -300,15 +358,23 @@ class _Ahead:
             seen.add(fields[b"o"])
 
     def result(self, i: int) -> Decided | None:
-        """Entry i's decision, or None when it is to be decided in order."""
+        """Entry i's decision, or None when it is to be decided in order. The entry asked
+        for that no thread has yet (the batch's first) is decided in this thread, once the
+        next ones are handed out: a hand-off to a thread and back costs more CPU than a
+        small decision (most batches of a paced load have one or two entries)."""
         pool = self.follower._pool
         if pool is None:
             return None
+        here = i == self.submitted and i in self.independent
+        if here:
+            self.submitted += 1
         while self.submitted < min(i + self.follower.parallel, len(self.wanted)):
             if self.submitted in self.independent:
                 fields = self.wanted[self.submitted][1]
                 self.futures[self.submitted] = pool.submit(self.follower.decide_entry, fields)
             self.submitted += 1
+        if here:
+            return self.follower.decide_entry(self.wanted[i][1])
         future = self.futures.pop(i, None)
         return future.result() if future is not None else None
 
@@ -375,7 +441,7 @@ def unsettled(entries: StreamEntries, wanted: frozenset[bytes]) -> list[tuple[in
         if kind in _SETTLING:
             settled.add(fields[b"o"])
         elif kind in wanted and not (kind == b"SmsRequested" and fields[b"o"] in settled):
-            chosen.append((int(eid.split(b"-")[0]), fields))
+            chosen.append((entry_position(eid), fields))
     chosen.reverse()
     return chosen
 
@@ -483,7 +549,11 @@ def _units(build: _Build, settings: Settings, gateway: Gateway) -> list[LogFollo
 def followers(settings: Settings, gateway: Gateway) -> list[LogFollower]:
     """This shard's action followers (each partition of a partitioned one a unit of its
     own), in the order to run them."""
-    return [unit for build in _builders().values() for unit in _units(build, settings, gateway)]
+    units = [unit for build in _builders().values() for unit in _units(build, settings, gateway)]
+    tail = LogTail()
+    for unit in units:  # each entry read from Redis once for them all, not once per follower
+        unit.tail = tail
+    return units
 
 
 def follower(name: str, settings: Settings, gateway: Gateway) -> LogFollower:
