@@ -186,7 +186,7 @@ def build_in_process(
         keys = ShardKeys(shard, prefix)
         replayer = Replayer(client, keys, StructMapper(keys=SubjectKeys(client, prefix)), batch_size=batch_size)
         views = [replayer.build(name, gen) for name, gen in builds]
-        catch_up_together(views, None, on_batch=lambda _n, _last: _exit_if_orphaned(parent))
+        catch_up_together(views, None, on_batch=lambda _n, _last: _exit_if_orphaned(parent), pipelined=True)
     finally:
         client.close()
 
@@ -341,10 +341,13 @@ class Replayer:
         if len(groups) > 1:
             self._catch_up_in_processes(builds, groups, first)
         elif report is None:
-            catch_up_together([b.view for b in builds], None)
+            catch_up_together([b.view for b in builds], None, pipelined=True)
         else:
             catch_up_together(
-                [b.view for b in builds], None, on_batch=lambda n, _: report.advance(n, self.head() - first)
+                [b.view for b in builds],
+                None,
+                on_batch=lambda n, _: report.advance(n, self.head() - first),
+                pipelined=True,
             )
         if report is not None:
             report.finish()
