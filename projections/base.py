@@ -443,15 +443,29 @@ def bulk_gc() -> None:
 
 def delete_keys(client: redis.Redis, prefix: str) -> int:
     """Delete every key under ``prefix`` (one view generation's keys); returns how many."""
-    deleted = 0
+    return delete_keys_under(client, prefix, [prefix])[prefix]
+
+
+def delete_keys_under(client: redis.Redis, common: str, prefixes: Sequence[str]) -> dict[str, int]:
+    """Delete every key under each of ``prefixes`` (each one view generation's keys, all under
+    ``common``) in one walk of the keyspace: a SCAN visits every key of the shard, the log's
+    aggregates too, whatever it matches; returns how many per prefix."""
+    deleted = dict.fromkeys(prefixes, 0)
+    chosen = tuple(p.encode() for p in prefixes)
     batch: list[bytes] = []
-    for key in client.scan_iter(match=prefix + "*", count=1000):
-        batch.append(key)
-        if len(batch) == 1000:
-            deleted += int(client.unlink(*batch))
-            batch = []
+
+    def unlink() -> None:
+        client.unlink(*batch)
+        batch.clear()
+
+    for key in client.scan_iter(match=common + "*", count=10_000):
+        if key.startswith(chosen):
+            deleted[next(p for p, b in zip(prefixes, chosen, strict=True) if key.startswith(b))] += 1
+            batch.append(key)
+            if len(batch) == 1000:
+                unlink()
     if batch:
-        deleted += int(client.unlink(*batch))
+        unlink()
     return deleted
 
 
