@@ -18,20 +18,25 @@ each as wall time and CPU time (this process and its build processes, and redis-
 * baselines: a raw ``XRANGE … COUNT 1000`` walk of the whole log (redis-py's reply parsing,
   no decoding); the same walk decoding every event (``StructMapper.decode``); the views'
   read path (``projections.base.read_batch``: the reply as the server sends it, decoded);
-* with ``--each``: ``Replayer.replay`` of each view alone, in one process (the cost per view
-  that ``projections.replay.COST`` records);
+* with ``--each``: ``outcomes replay --view`` of each view alone, in one process (the cost
+  per view that ``projections.replay.COST`` records);
 * every view in one process, then every view in ``--processes`` processes (default: one per
   core, what ``outcomes replay`` does), with the progress output on stderr: the rebuild into a
   fresh generation, the switch-over and the removal of the old keys (grace 0).
+
+Each replay runs as ``outcomes replay`` in a fresh process (``run_replay``), as users run it:
+replayed in this process, it paid for the collector walking the loader's objects.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +56,7 @@ from events.store import RedisApplicationRecorder, xrange
 from events.types import CallEnded, CallStarted, OutcomeDefinition, OutcomeFlags, OutcomeSelected, ProjectSettings
 from projections.base import bulk_gc
 from projections.models import names
-from projections.replay import ProgressReport, Replayer, processes_for
+from projections.replay import ProgressReport, processes_for
 from services.config import Settings
 from services.interactions import aggregate_id
 from services.rules import Context
@@ -186,6 +191,15 @@ def load_reports_log(runtime: Runtime, events: int) -> None:
     report_load(runtime, TENANT, shape, 500, progress)
 
 
+def run_replay(url: str, views: list[str], processes: int) -> None:
+    """``outcomes replay`` as users run it: a fresh process (not this one, which may hold the
+    loader's objects for the collector to walk), its progress on this one's stderr."""
+    env = {**os.environ, "REDIS_URL": url, "REDIS_SHARD": "s00", "REDIS_KEY_PREFIX": "rb"}
+    command = [sys.executable, "-m", "services.cli", "replay", "--grace", "0", "--processes", str(processes)]
+    command += [f"--view={name}" for name in views]
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -220,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             load_reports_log(runtime, args.events) if args.log == "reports" else load(runtime, args.events, report)
             head = int(client.hget(keys.head, "n") or 0)  # type: ignore[arg-type]
             print(f"load through the recorder: {head:,} events in {time.monotonic() - began:.1f} s")
+            gc.freeze()  # the loader's objects: out of the collector's walks during the read baselines
         head = int(client.hget(keys.head, "n") or 0)  # type: ignore[arg-type]
         measure = Measure(server.process.pid)
         mapper = StructMapper(keys=SubjectKeys(client, "rb"))
@@ -232,9 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         measure.run("views' read path (read_batch: raw reply + decode)", lambda: read_path(client, keys, mapper))
 
-        def replay(views: list[str], processes: int | None) -> int:
-            replayer = Replayer(client, keys, mapper, grace=0, report=report, processes=processes, redis_url=server.url)
-            replayer.replay(views)
+        def replay(views: list[str], processes: int) -> int:
+            run_replay(server.url, views, processes)
             return head
 
         for name in names() if args.each else ():

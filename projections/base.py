@@ -19,6 +19,7 @@ Queries resolve the pointer once (``current``) and then read one generation only
 
 from __future__ import annotations
 
+import contextlib
 import gc
 from bisect import bisect_right
 from collections import defaultdict
@@ -32,7 +33,7 @@ import redis
 from events.archive import read_log_raw
 from events.codec import DomainEvent, StructMapper
 from events.keys import ShardKeys
-from events.store import register_lua
+from events.store import RawEntries, register_lua
 
 #: (hash key, field, increment)
 Increment = tuple[str, str, int]
@@ -121,8 +122,12 @@ def read_batch(view: View, position: int, until: int | None, topics: frozenset[b
     """Up to the view's batch size of entries after ``position`` (and up to ``until``),
     decoding only the ``topics`` (None: all); None at the end. Personal fields stay sealed:
     no read model shows them, and no subject key is read."""
-    # archive then Redis (events/archive.py), each entry's fields as the server sent them
-    entries = read_log_raw(view.client, view.keys, position, until, view.batch_size)
+    return decode_batch(view, read_log_raw(view.client, view.keys, position, until, view.batch_size), topics)
+
+
+def decode_batch(view: View, entries: RawEntries, topics: frozenset[bytes] | None) -> Batch | None:
+    """``read_batch``'s decoding of entries read (archive then Redis, events/archive.py,
+    each entry's fields as the server sent them); None when there are none."""
     if not entries:
         return None
     ids = [int(entry_id.split(b"-", 1)[0]) for entry_id, _ in entries]
@@ -148,11 +153,14 @@ def catch_up_together(
     until: int | None,
     observe: Mapping[str, Callable[[DomainEvent], None]] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    *,
+    pipelined: bool = False,
 ) -> int:
     """Catch the views of one shard up to ``until`` (None: the end of the log), reading and
     decoding each batch once for all of them (each applies the part after its own
     position); returns how many entries were read. ``observe`` maps a view's name to what
-    sees its applied events; ``on_batch`` gets (entries read, last position) per batch."""
+    sees its applied events; ``on_batch`` gets (entries read, last position) per batch.
+    ``pipelined`` (without ``observe``, not on a cluster client): ``_catch_up_pipelined``."""
     if not views:
         return 0
     first = views[0]
@@ -160,11 +168,11 @@ def catch_up_together(
     wanted = None if any(t is None for t in each) else frozenset().union(*(t for t in each if t is not None))
     for view in views:
         view.resolve()
+    if pipelined and observe is None and isinstance(first.client, redis.Redis):
+        return _catch_up_pipelined(views, until, wanted, on_batch)
     read = 0
     while True:
-        fields = [v.keys.view_position(v.name) for v in views]
-        raw = cast(list[bytes | None], first.client.hmget(first.keys.tracking, fields))
-        positions = [int(p) if p is not None else 0 for p in raw]
+        positions = _positions(views)
         lowest = min(positions)
         if until is not None and lowest >= until:
             return read
@@ -178,6 +186,68 @@ def catch_up_together(
         if on_batch is not None:
             on_batch(len(batch.ids), batch.last)
         # a view whose commit lost a race is behind: the next round reads from its position
+
+
+def _catch_up_pipelined(
+    views: Sequence[View],
+    until: int | None,
+    wanted: frozenset[bytes] | None,
+    on_batch: Callable[[int, int], None] | None,
+) -> int:
+    """``catch_up_together`` with Redis working while Python does: each view's commit script
+    is sent without waiting for its reply (``View.pipelined``), and its reply is read only
+    before that view sends the next one or reads its stored state (``View.settle``); the
+    next batch is read before the commits are sent and decoded while the server runs
+    them. A refused commit (the position moved) raises ``Refused`` there: the batch computed
+    on the state the refused one assumed is dropped with it, and the round starts again
+    from the positions in Redis, as after a refusal in the plain loop."""
+    first = views[0]
+    read = 0
+    for view in views:
+        view.pipelined = True
+    try:
+        while True:  # from the stored positions: at the start, and after a refusal
+            positions = _positions(views)
+            lowest = min(positions)
+            if until is not None and lowest >= until:
+                return read
+            raw = read_log_raw(first.client, first.keys, lowest, until, first.batch_size)
+            try:
+                while (batch := decode_batch(first, raw, wanted)) is not None:
+                    read += len(batch.ids)
+                    ahead = until is None or batch.last < until
+                    # read now, while the server is idle; decoded while it runs this batch's commits
+                    raw = read_log_raw(first.client, first.keys, batch.last, until, first.batch_size) if ahead else []
+                    if on_batch is not None:
+                        on_batch(len(batch.ids), batch.last)  # before the commits: a sync point would stall them
+                    for i, view in enumerate(views):
+                        if positions[i] < batch.last:
+                            view.apply(positions[i], batch)
+                            positions[i] = batch.last
+                for view in views:
+                    view.settle()
+                return read
+            except Refused:
+                for view in views:
+                    with contextlib.suppress(Refused):
+                        view.settle()
+    finally:
+        for view in views:
+            view.pipelined = False
+            view.abandon()
+
+
+def _positions(views: Sequence[View]) -> list[int]:
+    """Each view's tracking position (0 for one never committed), in one round trip."""
+    first = views[0]
+    fields = [v.keys.view_position(v.name) for v in views]
+    raw = cast(list[bytes | None], first.client.hmget(first.keys.tracking, fields))
+    return [int(p) if p is not None else 0 for p in raw]
+
+
+class Refused(Exception):
+    """A pipelined commit was refused (the position moved, or the generation is no longer
+    current): the state later batches were computed from is not the view's."""
 
 
 class View:
@@ -206,6 +276,10 @@ class View:
         self._apply = register_lua(client, "projections", "apply_view.lua")
         #: (generation's key prefix, position) this process's last commit of the view left
         self._committed: tuple[str, int] | None = None
+        #: commits are sent without waiting for the reply (``_catch_up_pipelined``)
+        self.pipelined = False
+        #: the commit sent and not yet answered: its connection, keys and arguments
+        self._pending: tuple[redis.connection.Connection, list[str], list[str | bytes]] | None = None
 
     def position(self) -> int:
         value = self.client.hget(self.keys.tracking, self.keys.view_position(self.name))
@@ -264,10 +338,61 @@ class View:
         self._committed = None  # until this one is applied: changes() may fold into kept state
         changes = self.changes(events)
         keys = [self.keys.tracking, self.keys.view_generations]
-        done = int(self._apply(keys=keys, args=self._args(position, last, changes)))
+        args = self._args(position, last, changes)
+        if self.pipelined:
+            self._send(keys, args)
+            done = 1  # assumed: ``settle`` raises Refused and forgets the kept state if it was not
+        else:
+            done = int(self._apply(keys=keys, args=args))
         if done == 1:
             self._committed = (prefix, last)
         return done
+
+    def _send(self, keys: list[str], args: list[str | bytes]) -> None:
+        """Send the commit script on a connection of its own, not reading the reply (the
+        previous commit's reply is read first: a batch is sent only on an applied one)."""
+        self.settle()
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self._apply.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except BaseException:
+            pool.release(connection)
+            raise
+        self._pending = (connection, keys, args)
+
+    def settle(self) -> None:
+        """Wait for the reply of the commit sent last, if any: called before the view sends
+        the next one or reads its stored state (which that commit may write). Raises
+        ``Refused`` if it was not applied, forgetting the state this process kept."""
+        if self._pending is None:
+            return
+        connection, keys, args = self._pending
+        self._pending = None
+        try:
+            done = int(connection.read_response())
+        except redis.exceptions.NoScriptError:  # a server restarted since: nothing was run, run it now
+            done = int(self._apply(keys=keys, args=args))
+        except BaseException:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # its reply may still come: never reuse it
+            raise
+        finally:
+            self.client.connection_pool.release(connection)
+        if done != 1:
+            self._committed = None
+            if done == -1:
+                self.resolve()  # switched over by a replay: go on in the new generation
+            raise Refused(f"{self.name}: commit refused ({done})")
+
+    def abandon(self) -> None:
+        """Drop a commit left unanswered (after an error): its connection is closed, not reused,
+        and nothing kept is trusted (it may not have been applied)."""
+        if self._pending is not None:
+            connection = self._pending[0]
+            self._pending = None
+            self._committed = None
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            self.client.connection_pool.release(connection)
 
     def own_state_at(self, position: int) -> bool:
         """Whether this process's last commit left the view at ``position`` in its current
@@ -318,15 +443,29 @@ def bulk_gc() -> None:
 
 def delete_keys(client: redis.Redis, prefix: str) -> int:
     """Delete every key under ``prefix`` (one view generation's keys); returns how many."""
-    deleted = 0
+    return delete_keys_under(client, prefix, [prefix])[prefix]
+
+
+def delete_keys_under(client: redis.Redis, common: str, prefixes: Sequence[str]) -> dict[str, int]:
+    """Delete every key under each of ``prefixes`` (each one view generation's keys, all under
+    ``common``) in one walk of the keyspace: a SCAN visits every key of the shard, the log's
+    aggregates too, whatever it matches; returns how many per prefix."""
+    deleted = dict.fromkeys(prefixes, 0)
+    chosen = tuple(p.encode() for p in prefixes)
     batch: list[bytes] = []
-    for key in client.scan_iter(match=prefix + "*", count=1000):
-        batch.append(key)
-        if len(batch) == 1000:
-            deleted += int(client.unlink(*batch))
-            batch = []
+
+    def unlink() -> None:
+        client.unlink(*batch)
+        batch.clear()
+
+    for key in client.scan_iter(match=common + "*", count=10_000):
+        if key.startswith(chosen):
+            deleted[next(p for p, b in zip(prefixes, chosen, strict=True) if key.startswith(b))] += 1
+            batch.append(key)
+            if len(batch) == 1000:
+                unlink()
     if batch:
-        deleted += int(client.unlink(*batch))
+        unlink()
     return deleted
 
 

@@ -107,6 +107,7 @@ class FollowUpSlaView(View):
         if not mine:
             return Changes()
         wanted = sorted({(e.tenant_id, str(e.originator_id)) for e in mine})
+        self.settle()  # a commit still running may write what is read (View.settle)
         pipe = self.client.pipeline(transaction=False)
         for tenant, ident in wanted:
             pipe.hget(_key(self.keys, tenant), ident)

@@ -510,6 +510,7 @@ class InteractionsView(View):
                         wanted[t][ident[1:]] = None
         if not zones and not wanted:
             return
+        self.settle()  # a commit still running may write what is read (View.settle)
         pipe = self.client.pipeline(transaction=False)
         for t in zones:
             pipe.hget(prefix + "tz", t)

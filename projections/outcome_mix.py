@@ -682,6 +682,8 @@ class OutcomeMixView(View):
         if memory.complete:
             state.tenants.update((t, TenantState()) for t in tenants)
             return list(touched)
+        if tenants or wanted:
+            self.settle()  # a commit still running may write what is read (View.settle)
         pipe = self.client.pipeline(transaction=False)
         for t in tenants:
             pipe.hget(memory.name("tz"), t)
@@ -724,6 +726,7 @@ class OutcomeMixView(View):
         wanted = {t: names for t, names in wanted.items() if names}
         if not wanted:
             return
+        self.settle()
         pipe = self.client.pipeline(transaction=False)
         for t, names in wanted.items():
             pipe.hmget(memory.name("cl", t), names)
@@ -792,6 +795,7 @@ class OutcomeMixView(View):
         if unknown:
             # one HMGET per hash (a batch moves many fields of the same few day hashes), not one
             # HGET per field: the command count, not the bytes, is what costs here
+            self.settle()
             pipe = self.client.pipeline(transaction=False)
             for key, names in unknown.items():
                 pipe.hmget(key, names)

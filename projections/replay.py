@@ -32,7 +32,7 @@ from events.keys import ShardKeys
 from events.store import register_lua
 from projections import cold
 from projections.alerts import NAME as ALERTS
-from projections.base import View, bulk_gc, catch_up_together, delete_keys, generation
+from projections.base import View, bulk_gc, catch_up_together, delete_keys_under, generation
 from projections.follow_up_sla import NAME as FOLLOW_UP_SLA
 from projections.interactions import NAME as INTERACTIONS
 from projections.models import names, read_models
@@ -186,7 +186,7 @@ def build_in_process(
         keys = ShardKeys(shard, prefix)
         replayer = Replayer(client, keys, StructMapper(keys=SubjectKeys(client, prefix)), batch_size=batch_size)
         views = [replayer.build(name, gen) for name, gen in builds]
-        catch_up_together(views, None, on_batch=lambda _n, _last: _exit_if_orphaned(parent))
+        catch_up_together(views, None, on_batch=lambda _n, _last: _exit_if_orphaned(parent), pipelined=True)
     finally:
         client.close()
 
@@ -210,17 +210,20 @@ def generation_to_build(client: redis.Redis, keys: ShardKeys, name: str) -> tupl
     return cast(bytes, client.hget(hash_, _field(name, "next"))).decode(), False
 
 
-def remove_old(client: redis.Redis, keys: ShardKeys, name: str) -> int:
-    """Delete the keys of the generation a switch replaced (``<name>~old``) and its rows in the
-    archive; returns how many keys."""
-    old = client.hget(keys.view_generations, _field(name, "old"))
-    if old is None:
-        return 0
-    replaced = keys.with_generation(name, cast(bytes, old).decode())
-    deleted = delete_keys(client, replaced.view(name))
-    cold.remove_generation(client, replaced, name)  # its archived rows (after the registry naming them)
-    client.hdel(keys.view_generations, _field(name, "old"))
-    return deleted
+def remove_old(client: redis.Redis, keys: ShardKeys, views: Sequence[str]) -> dict[str, int]:
+    """Delete the keys of the generations a switch replaced (``<name>~old``) and their rows in
+    the archive, every view's in one walk of the keyspace; returns how many keys per view."""
+    found = cast(list[bytes | None], client.hmget(keys.view_generations, [_field(n, "old") for n in views]))
+    olds = {n: old.decode() for n, old in zip(views, found, strict=True) if old is not None}
+    replaced = {n: keys.with_generation(n, old) for n, old in olds.items()}
+    if not replaced:
+        return dict.fromkeys(views, 0)
+    prefixes = {n: r.view(n) for n, r in replaced.items()}
+    deleted = delete_keys_under(client, keys.prefix + "v:", list(prefixes.values()))
+    for name, r in replaced.items():
+        cold.remove_generation(client, r, name)  # its archived rows (after the registry naming them)
+        client.hdel(keys.view_generations, _field(name, "old"))
+    return {n: deleted[prefixes[n]] if n in prefixes else 0 for n in views}
 
 
 @dataclass(frozen=True)
@@ -282,17 +285,17 @@ class Replayer:
         if unknown:
             raise ValueError(f"unknown view(s) {', '.join(unknown)}; the views are {', '.join(names())}")
         chosen = list(dict.fromkeys(views)) or names()
-        for name in chosen:
-            remove_old(self.client, self.keys, name)  # left by a run killed after its switch
+        remove_old(self.client, self.keys, chosen)  # left by a run killed after its switch
         builds = [self._begin(name) for name in chosen]
         started = time.monotonic()
         self._catch_up(builds)
         seconds = time.monotonic() - started
         replaced = {b.view.name: self._switch_over(b) for b in builds}
         time.sleep(self.grace)  # queries that resolved the old generations just before finish
+        removed = remove_old(self.client, self.keys, [b.view.name for b in builds])
         done = []
         for b in builds:
-            deleted = remove_old(self.client, self.keys, b.view.name)
+            deleted = removed[b.view.name]
             position = b.view.position()
             if self.report:
                 self.report.note(
@@ -341,10 +344,13 @@ class Replayer:
         if len(groups) > 1:
             self._catch_up_in_processes(builds, groups, first)
         elif report is None:
-            catch_up_together([b.view for b in builds], None)
+            catch_up_together([b.view for b in builds], None, pipelined=True)
         else:
             catch_up_together(
-                [b.view for b in builds], None, on_batch=lambda n, _: report.advance(n, self.head() - first)
+                [b.view for b in builds],
+                None,
+                on_batch=lambda n, _: report.advance(n, self.head() - first),
+                pipelined=True,
             )
         if report is not None:
             report.finish()

@@ -26,7 +26,7 @@ from events.codec import StructMapper, SubjectKeys
 from events.connect import redis_client
 from events.keys import ShardKeys
 from events.types import OutcomeDefinition
-from projections.base import current
+from projections.base import catch_up_together, current
 from projections.history import HistoryFilter, history, sample
 from projections.models import names, read_models
 from projections.outcome_counts import outcome_counts
@@ -306,6 +306,50 @@ def test_a_replay_killed_mid_way_resumes_from_its_own_position_and_equals_an_uni
         assert answers(client, keys, "acme") == resumed_answers
         assert outcome_counts(client, current(client, keys), "acme", "winter") == {"NO_SALE": 100, "SALE": 200}
         assert view_keys_outside_current(client, keys) == []
+    finally:
+        runtime.close()
+
+
+def _generation_dump(client: redis.Redis, keys: ShardKeys, gen: str) -> dict[str, Any]:
+    """Every key of generation ``gen`` of every view (relative to its prefix) and the positions."""
+    out: dict[str, Any] = {}
+    for name in names():
+        built = keys.with_generation(name, gen)
+        prefix = built.view(name)
+        out[name] = client.hget(keys.tracking, built.view_position(name))
+        for raw in client.scan_iter(match=prefix + "*", count=1000):
+            kind = client.type(raw)
+            value = client.hgetall(raw) if kind == b"hash" else client.zrange(raw, 0, -1, withscores=True)
+            out[f"{name} {raw.decode()[len(prefix) :]}"] = value
+    return out
+
+
+def test_a_pipelined_catch_up_whose_commits_are_refused_mid_way_equals_a_plain_one(stack: Stack) -> None:
+    """A replay's build sends each commit without waiting for its reply
+    (projections/base.py ``_catch_up_pipelined``); another runner moves the positions while
+    commits are in flight, so they are refused, the state folded on them is dropped and the
+    build goes on from the stored positions (reading its state back): the same keys as a
+    plain catch-up."""
+    runtime = stack.runtime()
+    try:
+        _seed_calls(runtime, "acme", 40)
+        client, keys = runtime.client, runtime.shard_keys("acme")
+        replayer = _replayer(runtime, keys, batch_size=7)
+        catch_up_together([replayer.build(n, "70") for n in names()], None)
+        plain = _generation_dump(client, keys, "70")
+
+        rivals = [replayer.build(n, "71") for n in names()]
+        moved: list[int] = []
+
+        def rival_runs(_read: int, last: int) -> None:
+            if len(moved) < 2 and last > 20 * (len(moved) + 1):  # twice, mid-way
+                catch_up_together(rivals, last + 10)  # not a batch boundary of the build
+                moved.append(last + 10)
+
+        catch_up_together([replayer.build(n, "71") for n in names()], None, on_batch=rival_runs, pipelined=True)
+        assert len(moved) == 2
+        assert all(r.position() >= moved[-1] for r in rivals)  # the rival's commits were applied
+        assert _generation_dump(client, keys, "71") == plain
     finally:
         runtime.close()
 
