@@ -471,9 +471,17 @@ class InteractionsView(View):
     from Redis only the records of interactions its memory has not seen."""
 
     def __init__(
-        self, client: redis.Redis, keys: ShardKeys, mapper: StructMapper, batch_size: int = 1000, *, follow: bool = True
+        self,
+        client: redis.Redis,
+        keys: ShardKeys,
+        mapper: StructMapper,
+        batch_size: int = 1000,
+        *,
+        follow: bool = True,
+        memory_cap: int = MEMORY_CAP,
     ) -> None:
         super().__init__(NAME, None, client, keys, mapper, batch_size, follow=follow, topics=TOPICS)
+        self.memory_cap = memory_cap
         #: the view as this process's last commit left it (``View.own_state_at``)
         self._memory = State()
 
@@ -484,7 +492,7 @@ class InteractionsView(View):
             self._memory = State(complete=position == 0)
         done = super().commit(position, last, events)
         if done == 1:
-            forget_oldest(self._memory, MEMORY_CAP)
+            forget_oldest(self._memory, self.memory_cap)
         return done
 
     def load(self, state: State, events: Sequence[DomainEvent], prefix: str) -> None:

@@ -21,13 +21,22 @@ from projections.outcome_mix import OutcomeMixView
 
 
 def read_models(
-    client: redis.Redis, keys: ShardKeys, mapper: StructMapper, *, follow: bool = True, batch_size: int = 1000
+    client: redis.Redis,
+    keys: ShardKeys,
+    mapper: StructMapper,
+    *,
+    follow: bool = True,
+    batch_size: int = 1000,
+    memory_cap: int | None = None,
 ) -> list[View]:
-    """Every view of the shard; ``follow=False`` keeps each in the generation ``keys`` name."""
+    """Every view of the shard; ``follow=False`` keeps each in the generation ``keys`` name;
+    ``memory_cap``: how many entries the stateful views keep in memory between batches (None:
+    each view's own default, sized for a long-running worker)."""
+    caps = {} if memory_cap is None else {"memory_cap": memory_cap}
     return [
         View(OUTCOME_COUNTS, count_outcomes, client, keys, mapper, batch_size, follow=follow, topics=COUNTED),
-        OutcomeMixView(client, keys, mapper, batch_size, follow=follow),
-        InteractionsView(client, keys, mapper, batch_size, follow=follow),
+        OutcomeMixView(client, keys, mapper, batch_size, follow=follow, **caps),
+        InteractionsView(client, keys, mapper, batch_size, follow=follow, **caps),
         AlertsView(client, keys, mapper, batch_size, follow=follow),
         FollowUpSlaView(client, keys, mapper, batch_size, follow=follow),
     ]

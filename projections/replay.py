@@ -134,6 +134,11 @@ class ProgressReport:
 #: (which every build process pays once): bench/replay_bench.py --each at 1M events, 2026-12-03
 #: (docs/benchmarks.md "Rebuild at 1M (readpath)"); the light views decode two or three types
 COST = {OUTCOME_COUNTS: 0.5, OUTCOME_MIX: 6.4, INTERACTIONS: 5.1, ALERTS: 0.1, FOLLOW_UP_SLA: 0.1}
+#: entries a replay build keeps in memory per stateful view (the live worker's views keep
+#: fewer): a rebuild is a batch job, and state it must read back from Redis once past the cap
+#: costs it ~12% of its CPU at 1M events (docs/benchmarks.md); ~0.5-1 KB each, so up to ~1 GB
+#: per view at the default (``outcomes replay --memory-cap``)
+REPLAY_MEMORY_CAP = 1_000_000
 #: below this many events to read, one process builds every view: starting another costs
 #: about a CPU-second (the interpreter and the imports), which a short replay never wins back
 PARALLEL_FROM = 200_000
@@ -174,7 +179,13 @@ def _exit_if_orphaned(parent: int) -> None:
 
 
 def build_in_process(
-    url: str, shard: str, prefix: str, batch_size: int, builds: list[tuple[str, str]], parent: int
+    url: str,
+    shard: str,
+    prefix: str,
+    batch_size: int,
+    memory_cap: int | None,
+    builds: list[tuple[str, str]],
+    parent: int,
 ) -> None:
     """A build process: catch the views ``builds`` names, each in its generation, up to the
     end of the log, in one pass (``catch_up_together``). Keys and position are committed
@@ -184,7 +195,8 @@ def build_in_process(
     client = redis_client(url)  # a redis+cluster:// URL gives a cluster client
     try:
         keys = ShardKeys(shard, prefix)
-        replayer = Replayer(client, keys, StructMapper(keys=SubjectKeys(client, prefix)), batch_size=batch_size)
+        mapper = StructMapper(keys=SubjectKeys(client, prefix))
+        replayer = Replayer(client, keys, mapper, batch_size=batch_size, memory_cap=memory_cap)
         views = [replayer.build(name, gen) for name, gen in builds]
         catch_up_together(views, None, on_batch=lambda _n, _last: _exit_if_orphaned(parent), pipelined=True)
     finally:
@@ -256,19 +268,22 @@ class Replayer:
         mapper: StructMapper,
         *,
         batch_size: int = 1000,
+        memory_cap: int | None = REPLAY_MEMORY_CAP,
         grace: float = 2.0,
         report: ProgressReport | None = None,
         processes: int | None = 1,
         redis_url: str | None = None,
     ) -> None:
         """``processes``: how many processes build the views (None: ``processes_for``, or one
-        without ``redis_url``); more than one needs ``redis_url`` (each connects on its own)."""
+        without ``redis_url``); more than one needs ``redis_url`` (each connects on its own).
+        ``memory_cap``: entries each stateful view keeps in memory (``read_models``)."""
         if processes is not None and processes > 1 and redis_url is None:
             raise ValueError("building views in several processes needs the Redis URL (redis_url)")
         self.client = client
         self.keys = keys
         self.mapper = mapper
         self.batch_size = batch_size
+        self.memory_cap = memory_cap
         self.grace = grace
         self.report = report
         self.processes = processes
@@ -311,7 +326,9 @@ class Replayer:
     def build(self, name: str, generation_: str) -> View:
         """The view ``name`` writing into ``generation_`` only."""
         keys = self.keys.with_generation(name, generation_)
-        built = read_models(self.client, keys, self.mapper, follow=False, batch_size=self.batch_size)
+        built = read_models(
+            self.client, keys, self.mapper, follow=False, batch_size=self.batch_size, memory_cap=self.memory_cap
+        )
         return next(v for v in built if v.name == name)
 
     def _begin(self, name: str) -> _Build:
@@ -369,6 +386,7 @@ class Replayer:
                     self.keys.shard,
                     self.keys.base_prefix,
                     self.batch_size,
+                    self.memory_cap,
                     [(name, generations[name]) for name in group],
                     os.getpid(),
                 ),

@@ -321,7 +321,7 @@ def key_create(tenant_id: str, role: str) -> None:
 def rebuild(shard: str | None) -> None:
     """Rebuild every read model of a shard from the log: ``outcomes replay`` of every view
     (fresh keys, switched over atomically once built)."""
-    _replay((), shard, 1000, 2.0, None)
+    _replay((), shard, 1000, 2.0, None, None)
 
 
 @main.command()
@@ -341,20 +341,41 @@ def rebuild(shard: str | None) -> None:
     type=click.IntRange(1),
     help="Processes building the views (default: one per core for 200,000 events or more to read, else 1).",
 )
-def replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float, processes: int | None) -> None:
+@click.option(
+    "--memory-cap",
+    default=None,
+    type=click.IntRange(0),
+    help="Entries each stateful view keeps in memory while building, ~0.5-1 KB each "
+    "(default: 1,000,000; past it, state is read back from Redis).",
+)
+def replay(
+    views: tuple[str, ...],
+    shard: str | None,
+    batch_size: int,
+    grace: float,
+    processes: int | None,
+    memory_cap: int | None,
+) -> None:
     """Rebuild read models from the log into fresh keys and switch over atomically.
 
     Progress goes to stderr. Interrupted, it resumes from the fresh keys' own position when
     run again. The live worker may keep running.
     """
-    _replay(views, shard, batch_size, grace, processes)
+    _replay(views, shard, batch_size, grace, processes, memory_cap)
 
 
-def _replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: float, processes: int | None) -> None:
+def _replay(
+    views: tuple[str, ...],
+    shard: str | None,
+    batch_size: int,
+    grace: float,
+    processes: int | None,
+    memory_cap: int | None,
+) -> None:
     from events.codec import StructMapper, SubjectKeys
     from events.keys import ShardKeys
     from projections.base import bulk_gc
-    from projections.replay import ProgressReport, Replayer
+    from projections.replay import REPLAY_MEMORY_CAP, ProgressReport, Replayer
 
     bulk_gc()
     settings = _settings()
@@ -366,6 +387,7 @@ def _replay(views: tuple[str, ...], shard: str | None, batch_size: int, grace: f
         keys,
         mapper,
         batch_size=batch_size,
+        memory_cap=REPLAY_MEMORY_CAP if memory_cap is None else memory_cap,
         grace=grace,
         report=ProgressReport(sys.stderr),
         processes=processes,

@@ -65,13 +65,12 @@ def test_a_view_reads_records_again_after_another_writer(world) -> None:  # type
     assert keys == rebuilt(mine)
 
 
-def test_a_memory_past_its_cap_gives_the_same_view(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_memory_past_its_cap_gives_the_same_view(world) -> None:  # type: ignore[no-untyped-def]
     runtime, view = world
     for i, code in enumerate(["SALE", "NO_SALE", "SALE", "SALE", "NO_SALE"]):
         call_with_outcome(runtime, "acme", f"c{i}", code)
     whole = rebuilt(view)
-    monkeypatch.setattr(interactions, "MEMORY_CAP", 1)
-    small = InteractionsView(view.client, view.keys, view.mapper, batch_size=2)
+    small = InteractionsView(view.client, view.keys, view.mapper, batch_size=2, memory_cap=1)
     small.drop()
     small.catch_up()  # a call's events span batches: records forgotten are read back
     assert len(whole) > 5

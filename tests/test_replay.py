@@ -215,7 +215,10 @@ def test_rebuilt_views_answer_every_query_as_the_live_ones_and_the_live_view_fol
             expected = report_oracle.outcome_mix(events, tz=TZ, interaction=kind)
             assert before[f"mix {kind} outcome then"] == _plain(msgspec.to_builtins(as_tuples(expected)))
 
-        done = _replayer(d.runtime, keys, report=ProgressReport(io.StringIO())).replay()
+        # small batches and a memory cap of 2 entries: the builds forget and read state back
+        replayer = _replayer(d.runtime, keys, report=ProgressReport(io.StringIO()), batch_size=3, memory_cap=2)
+        assert all(getattr(replayer.build(n, "1"), "memory_cap", 2) == 2 for n in names())
+        done = replayer.replay()
         assert [(r.view, r.generation, r.replaced) for r in done] == [(n, "1", "") for n in names()]
         assert answers(client, keys, d.tenant) == before
         assert view_keys_outside_current(client, keys) == []  # the first generation's keys are gone
