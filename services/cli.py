@@ -321,7 +321,7 @@ def key_create(tenant_id: str, role: str) -> None:
 def rebuild(shard: str | None) -> None:
     """Rebuild every read model of a shard from the log: ``outcomes replay`` of every view
     (fresh keys, switched over atomically once built)."""
-    _replay((), shard, 1000, 2.0, None, None)
+    click.get_current_context().invoke(replay, shard=shard)  # the replay's defaults for the rest
 
 
 @main.command()
@@ -361,17 +361,6 @@ def replay(
     Progress goes to stderr. Interrupted, it resumes from the fresh keys' own position when
     run again. The live worker may keep running.
     """
-    _replay(views, shard, batch_size, grace, processes, memory_cap)
-
-
-def _replay(
-    views: tuple[str, ...],
-    shard: str | None,
-    batch_size: int,
-    grace: float,
-    processes: int | None,
-    memory_cap: int | None,
-) -> None:
     from events.codec import StructMapper, SubjectKeys
     from events.keys import ShardKeys
     from projections.base import bulk_gc
