@@ -14,7 +14,7 @@ import pytest
 from events.types import OutcomeDefinition, OutcomeFlags, ProjectSettings
 from services.config import Settings
 from services.ledger import Ledger
-from services.rules import Context
+from services.rules import Context, interactions
 from services.rules.interactions import Choice
 from services.runtime import Runtime
 
@@ -49,6 +49,21 @@ def seed_project(runtime: Runtime, tenant: str, codes: tuple[str, ...] = ("SALE"
 
 def call_with_outcome(runtime: Runtime, tenant: str, call_id: str, code: str) -> None:
     selected_call(runtime.ledger(tenant), tenant, call_id, code, project_id="winter")
+
+
+def corrected_call(
+    runtime: Runtime, tenant: str, call_id: str, code: str, at: datetime, recorded_at: datetime | None = None
+) -> None:
+    """Supervisor sue corrects the call's outcome to ``code`` (selected at ``at``), recorded
+    at ``recorded_at`` (default: now)."""
+    ctx = Context(tenant, "supervisor:sue", recorded_at or datetime.now(UTC))
+    runtime.ledger(tenant).call_fact(
+        ctx,
+        call_id,
+        lambda cat, call, conv: interactions.correct_outcome(
+            cat, call, ctx, Choice(code, at), reason="QA review", conversation=conv
+        ),
+    )
 
 
 def selected_call(

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,8 @@ from services.checkpoints import generate_key
 from services.cli import main
 from services.export import Exporter, ndjson
 from services.interactions import aggregate_id
-from services.rules import Context
-from services.rules import interactions as rules
-from services.rules.interactions import Choice
 from tests import test_verify as verify_tests
-from tests.helpers import T0, call_with_outcome, new_runtime, seed_project
+from tests.helpers import T0, call_with_outcome, corrected_call, new_runtime, seed_project
 from tests.test_replay import _mapper, snapshot
 
 TENANTS = ("acme", "beta")
@@ -151,15 +148,7 @@ def test_an_archived_aggregate_loads_and_takes_new_events_chained_to_its_archive
     call = ledger.call("acme", "c-1")
     assert call.version == 3 and call.outcome is not None and call.outcome.code == "SALE"
     # a correction: the call, its outcome set and the catalogue are all archived
-    ctx = Context("acme", "supervisor:sue", datetime.now(UTC))
-    at = T0 + timedelta(minutes=9)
-    ledger.call_fact(
-        ctx,
-        "c-1",
-        lambda cat, call, conv: rules.correct_outcome(
-            cat, call, ctx, Choice("NO_SALE", at), reason="QA review", conversation=conv
-        ),
-    )
+    corrected_call(world.runtime, "acme", "c-1", "NO_SALE", T0 + timedelta(minutes=9))
     call = ledger.call("acme", "c-1")
     assert call.version == 4 and call.outcome is not None and call.outcome.code == "NO_SALE"
     report = world.verify()
@@ -212,15 +201,7 @@ def test_a_wholly_archived_aggregate_is_one_compact_entry_that_refuses_stale_sav
     assert world.client.xlen(world.keys.log) == 0 and not world.client.exists(index_key)
 
     # a correction: version 4 goes to Redis chained to the archived head; the set is back
-    ctx = Context("acme", "supervisor:sue", datetime.now(UTC))
-    at = T0 + timedelta(minutes=9)
-    ledger.call_fact(
-        ctx,
-        "c-1",
-        lambda cat, call, conv: rules.correct_outcome(
-            cat, call, ctx, Choice("NO_SALE", at), reason="QA review", conversation=conv
-        ),
-    )
+    corrected_call(world.runtime, "acme", "c-1", "NO_SALE", T0 + timedelta(minutes=9))
     call = ledger.call("acme", "c-1")
     assert call.version == 4 and call.outcome is not None and call.outcome.code == "NO_SALE"
     assert [int(v) for _, v in world.client.zrange(index_key, 0, -1, withscores=True)] == [1, 2, 3, 4]

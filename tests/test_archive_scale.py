@@ -36,11 +36,10 @@ from services.config import Settings
 from services.export import Exporter, ndjson
 from services.interactions import aggregate_id
 from services.rules import Context
-from services.rules import interactions as rules
 from services.rules.interactions import Choice
 from services.runtime import Runtime
 from services.verify import ShardVerifier
-from tests.helpers import seed_project
+from tests.helpers import corrected_call, seed_project
 from tests.test_replay import _mapper, snapshot
 
 CALLS = 2_400  # 3 events each: 7,200 events (and the set-up's)
@@ -165,16 +164,8 @@ def test_ten_days_archived_but_the_last_free_redis_memory_and_every_reader_agree
         assert reports(client, keys, now.date()) == shown
 
         # later events about archived calls: the views' catch-up reads their rows from the archive
-        ctx = Context("acme", "supervisor:sue", now)
-        ledger = runtime.ledger("acme")
-        ledger.call_fact(
-            ctx,
-            "c-0",
-            lambda cat, call, conv: rules.correct_outcome(
-                cat, call, ctx, Choice("NO_SALE", now), reason="QA review", conversation=conv
-            ),
-        )
-        ledger.record_verdict(Context("acme", "qa:quinn", now), "call", "c-3", verdict="confirmed")
+        corrected_call(runtime, "acme", "c-0", "NO_SALE", now, recorded_at=now)
+        runtime.ledger("acme").record_verdict(Context("acme", "qa:quinn", now), "call", "c-3", verdict="confirmed")
         for view in views:
             view.catch_up()
         changed = reports(client, keys, now.date())
