@@ -24,6 +24,7 @@ import gc
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -197,14 +198,21 @@ def _catch_up_pipelined(
     """``catch_up_together`` with Redis working while Python does: each view's commit script
     is sent without waiting for its reply (``View.pipelined``), and its reply is read only
     before that view sends the next one or reads its stored state (``View.settle``); the
-    next batch is read before the commits are sent and decoded while the server runs
-    them. A refused commit (the position moved) raises ``Refused`` there: the batch computed
-    on the state the refused one assumed is dropped with it, and the round starts again
-    from the positions in Redis, as after a refusal in the plain loop."""
+    next batch is read by a thread while the views compute this one. A refused commit (the
+    position moved) raises ``Refused`` there: the batch computed on the state the refused
+    one assumed is dropped with it, and the round starts again from the positions in
+    Redis, as after a refusal in the plain loop."""
     first = views[0]
     read = 0
     for view in views:
         view.pipelined = True
+    # The read of the next batch waits in the server behind this batch's commits; in a thread
+    # it waits there while the views compute (it takes the GIL only to parse the reply).
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+
+    def read_after(position: int) -> Future[RawEntries]:
+        return ahead.submit(read_log_raw, first.client, first.keys, position, until, first.batch_size)
+
     try:
         while True:  # from the stored positions: at the start, and after a refusal
             positions = _positions(views)
@@ -215,15 +223,14 @@ def _catch_up_pipelined(
             try:
                 while (batch := decode_batch(first, raw, wanted)) is not None:
                     read += len(batch.ids)
-                    ahead = until is None or batch.last < until
-                    # read now, while the server is idle; decoded while it runs this batch's commits
-                    raw = read_log_raw(first.client, first.keys, batch.last, until, first.batch_size) if ahead else []
+                    more = read_after(batch.last) if until is None or batch.last < until else None
                     if on_batch is not None:
                         on_batch(len(batch.ids), batch.last)  # before the commits: a sync point would stall them
                     for i, view in enumerate(views):
                         if positions[i] < batch.last:
                             view.apply(positions[i], batch)
                             positions[i] = batch.last
+                    raw = more.result() if more is not None else []
                 for view in views:
                     view.settle()
                 return read
@@ -232,6 +239,7 @@ def _catch_up_pipelined(
                     with contextlib.suppress(Refused):
                         view.settle()
     finally:
+        ahead.shutdown(wait=True)  # a read still running ends on its own (it writes nothing)
         for view in views:
             view.pipelined = False
             view.abandon()

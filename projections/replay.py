@@ -40,6 +40,8 @@ from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_mix import NAME as OUTCOME_MIX
 
 BAR_WIDTH = 24
+#: seconds between redraws of the line on a terminal
+TTY_INTERVAL = 0.1
 
 
 # -- progress ----------------------------------------------------------------------------------------
@@ -106,16 +108,20 @@ class ProgressReport:
         self.started = self.shown = self.clock()
         self._show()
 
-    def advance(self, events: int, total: int) -> None:
+    def advance(self, events: int, total: int | Callable[[], int]) -> None:
         self.update(self.done + events, total)
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int | Callable[[], int]) -> None:
+        """``total`` may be a function (a read of the log's head): called only when the line
+        is drawn, not per batch -- a read per batch waits behind the batch's commits."""
         self.done = done
-        self.total = max(total, self.done)
-        if self.tty or self.clock() - self.shown >= self.interval:
+        due = TTY_INTERVAL if self.tty else self.interval
+        if self.clock() - self.shown >= due:
+            self.total = max(total() if callable(total) else total, self.done)
             self._show()
 
     def finish(self) -> None:
+        self.total = max(self.total, self.done)
         self._show()
         if self.tty:
             self.stream.write("\n")
@@ -366,7 +372,7 @@ class Replayer:
             catch_up_together(
                 [b.view for b in builds],
                 None,
-                on_batch=lambda n, _: report.advance(n, self.head() - first),
+                on_batch=lambda n, _: report.advance(n, lambda: self.head() - first),
                 pipelined=True,
             )
         if report is not None:

@@ -78,10 +78,13 @@ def test_progress_is_plain_lines_at_an_interval_off_a_terminal_and_one_redrawn_l
     tty = io.StringIO()
     report = ProgressReport(tty, clock=lambda: now[0], tty=True)
     report.start("v", 2)
-    report.advance(1, 2)
-    report.advance(1, 2)
+    now[0] += 0.1
+    report.advance(1, lambda: 2)  # the total may be read only when the line is drawn
+    report.advance(1, lambda: 2)  # within 0.1 s of the last redraw: not drawn
+    now[0] += 0.1
+    report.advance(0, lambda: 3)
     report.finish()
-    assert tty.getvalue().count("\r") == 4 and tty.getvalue().endswith("done\x1b[K\n")
+    assert tty.getvalue().count("\r") == 4 and tty.getvalue().endswith("2/3 events  10 events/s  ETA 0:00\x1b[K\n")
 
 
 def test_views_are_split_over_processes_by_cost() -> None:
