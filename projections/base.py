@@ -53,6 +53,35 @@ class Changes:
     increments: list[Increment] = field(default_factory=list)
     assignments: list[Assignment] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
+    #: writes the view makes once per (key, field) in the batch, grouped per key as the script
+    #: takes them (``set_once``, ``score_once``): not deduplicated again, which is most of the
+    #: cost of ``assignments`` and ``scores`` for views writing a row per interaction. Their
+    #: keys are not among those of ``assignments`` / ``scores``.
+    hset: dict[str, list[str]] = field(default_factory=dict)
+    hdel: dict[str, list[str]] = field(default_factory=dict)
+    zadd: dict[str, list[str]] = field(default_factory=dict)
+    zrem: dict[str, list[str]] = field(default_factory=dict)
+
+    def set_once(self, key: str, name: str, value: str | None) -> None:
+        """HSET (HDEL when ``value`` is None) of a field the batch writes no other time."""
+        if value is None:
+            _group(self.hdel, key).append(name)
+        else:
+            _group(self.hset, key).extend((name, value))
+
+    def score_once(self, key: str, member: str, score: str | None) -> None:
+        """ZADD (ZREM when ``score`` is None) of a member the batch writes no other time."""
+        if score is None:
+            _group(self.zrem, key).append(member)
+        else:
+            _group(self.zadd, key).extend((score, member))
+
+
+def _group(groups: dict[str, list[str]], key: str) -> list[str]:
+    found = groups.get(key)
+    if found is None:
+        found = groups[key] = [key]
+    return found
 
 
 def _increments(increments: list[Increment]) -> list[list[str | int]]:
@@ -412,6 +441,10 @@ class View:
         encode = msgspec.msgpack.encode
         hset, hdel = _last_writes(changes.assignments, value_first=False)
         zadd, zrem = _last_writes(changes.scores, value_first=True)
+        hset += changes.hset.values()
+        hdel += changes.hdel.values()
+        zadd += changes.zadd.values()
+        zrem += changes.zrem.values()
         args: list[str | bytes] = [
             self.keys.view_position(self.name),
             str(position),

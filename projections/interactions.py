@@ -554,10 +554,12 @@ class InteractionsView(View):
             t, kind, id_ = ident
             old, new = folded.records[ident], state.records[ident]
             member = f"{kind}:{id_}"
-            out.assignments.append((f"{prefix}i:{t}", member, _pack(new) if new else None))
+            # each interaction once per batch: its row and index entries are written once
+            out.set_once(f"{prefix}i:{t}", member, _pack(new) if new else None)
             if new is not None and old is None:
-                out.assignments.append((f"{prefix}p:{t}:{new.project}:{new.day}", member, "1"))
-            out.scores.extend(index_moves(prefix, t, old, new))
+                out.set_once(f"{prefix}p:{t}:{new.project}:{new.day}", member, "1")
+            for key, entry, score in index_moves(prefix, t, old, new):
+                out.score_once(key, entry, score)
         return out
 
 

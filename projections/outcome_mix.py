@@ -250,21 +250,24 @@ def _category_then(tenant: TenantState, project: str, d: OutcomeDefinition) -> s
     return root_category(tenant.definitions, project, d.code, d.category, d.parent)
 
 
-def _call(event: CallStarted | CallAnswered | AgentConnected | CallEnded) -> tuple[str, str]:
-    return "call", event.call_id
+def _call(event: CallStarted | CallAnswered | AgentConnected | CallEnded) -> Ident:
+    return event.tenant_id, "call", event.call_id
 
 
-def _conversation(event: ConversationStarted | ConversationClosed) -> tuple[str, str]:
-    return "conversation", event.conversation_id
+def _conversation(event: ConversationStarted | ConversationClosed) -> Ident:
+    return event.tenant_id, "conversation", event.conversation_id
 
 
-def _selection(event: OutcomeSelected | OutcomeCorrected) -> tuple[str, str]:
-    return event.interaction, event.interaction_id
+def _selection(event: OutcomeSelected | OutcomeCorrected) -> Ident:
+    return event.tenant_id, event.interaction, event.interaction_id
 
 
-#: event type -> (kind, id) of the interaction it is about, for the events the mix reads
+#: (tenant, kind, id): one interaction
+Ident = tuple[str, str, str]
+
+#: event type -> the interaction it is about, for the events the mix reads
 #: (a table looked up by the event's type: one lookup per event, not a chain of isinstance)
-TARGETS: dict[type[DomainEvent], Callable[[Any], tuple[str, str]]] = {
+TARGETS: dict[type[DomainEvent], Callable[[Any], Ident]] = {
     CallStarted: _call,
     CallAnswered: _call,
     AgentConnected: _call,
@@ -276,10 +279,11 @@ TARGETS: dict[type[DomainEvent], Callable[[Any], tuple[str, str]]] = {
 }
 
 
-def target(event: DomainEvent) -> tuple[str, str] | None:
-    """(kind, id) of the interaction an event is about, for the events the mix reads."""
-    about = TARGETS.get(type(event))
-    return None if about is None else about(event)
+def targets(events: Iterable[DomainEvent]) -> list[Ident | None]:
+    """The interaction each event is about (None: a tenant-wide event), for the events the
+    mix reads: found once per batch, for recalling the state and for folding."""
+    get = TARGETS.get
+    return [None if (about := get(type(e))) is None else about(e) for e in events]
 
 
 def started(event: CallStarted | ConversationStarted, tz: str | None) -> Facts:
@@ -355,10 +359,13 @@ INTERACTION_RULES: dict[type[DomainEvent], Callable[[Facts, TenantState, Any], F
 }
 
 
+STARTS: frozenset[type[DomainEvent]] = frozenset({CallStarted, ConversationStarted})
+
+
 def fold_interaction(facts: Facts | None, tenant: TenantState, event: DomainEvent) -> Facts | None:
     """One interaction's facts after one event about it."""
-    if isinstance(event, CallStarted | ConversationStarted):
-        return started(event, tenant.tz)
+    if type(event) in STARTS:
+        return started(event, tenant.tz)  # type: ignore[arg-type]
     if facts is None:
         return None  # the start is missing (cannot happen in an accepted history): nothing to count
     rule = INTERACTION_RULES.get(type(event))
@@ -435,39 +442,54 @@ def cell(facts: Facts | None) -> Cell | None:
     if not counted:
         return None
     s = facts.standing
-    by_person = s is not None and s.agent is not None
+    if s is None:
+        # fields in order (positional: a NamedTuple built by keyword costs twice as much)
+        return Cell(
+            facts.project,
+            NO_OUTCOME,
+            facts.agent,
+            facts.close_team,
+            facts.channel,
+            facts.direction,
+            facts.termination,
+            "",
+            False,
+            None,
+            facts.close_list,
+        )
+    by_person = s.agent is not None
     return Cell(
-        project=facts.project,
-        code=s.code if s else NO_OUTCOME,
-        agent=s.agent if s is not None and s.agent is not None else facts.agent,
-        team=s.team if by_person and s is not None else facts.close_team,
-        channel=facts.channel,
-        direction=facts.direction,
-        termination=facts.termination,
-        selected_by="" if s is None else "system" if s.by_system else "agent",
-        corrected=bool(s and s.corrected),
-        category=s.category if s else None,
-        contact_list=s.contact_list if s else facts.close_list,
+        facts.project,
+        s.code,
+        s.agent if by_person else facts.agent,
+        s.team if by_person else facts.close_team,
+        facts.channel,
+        facts.direction,
+        facts.termination,
+        "system" if s.by_system else "agent",
+        s.corrected,
+        s.category,
+        s.contact_list,
     )
 
 
-def fold(state: State, events: Iterable[DomainEvent]) -> set[tuple[str, str, str]]:
-    """Fold a batch into the state, in log order; returns the interactions it changed."""
-    changed: set[tuple[str, str, str]] = set()
-    for event in events:
-        tenant = state.tenants.get(event.tenant_id)
+def fold(state: State, events: Sequence[DomainEvent], about: Sequence[Ident | None]) -> dict[Ident, None]:
+    """Fold a batch into the state, in log order (``about``: each event's interaction,
+    ``targets``); returns the interactions it changed, in the order first changed."""
+    changed: dict[Ident, None] = {}
+    tenants, interactions = state.tenants, state.interactions
+    for event, ident in zip(events, about, strict=True):
+        tenant = tenants.get(event.tenant_id)
         if tenant is None:
-            tenant = state.tenants[event.tenant_id] = TenantState()
-        fold_tenant(tenant, event)
-        about = target(event)
-        if about is None:
+            tenant = tenants[event.tenant_id] = TenantState()
+        if ident is None:
+            fold_tenant(tenant, event)
             continue
-        ident = (event.tenant_id, *about)
-        was = state.interactions.get(ident)
+        was = interactions.get(ident)
         after = fold_interaction(was, tenant, event)
         if after is not was and after != was:
-            state.interactions[ident] = after
-            changed.add(ident)
+            interactions[ident] = after
+            changed[ident] = None
     return changed
 
 
@@ -499,10 +521,11 @@ def rollups(c: Cell) -> Iterator[tuple[str, str]]:
         yield "team", c.team
 
 
-#: a counters hash: (tenant, kind, its name's parts after them)
-Hash = tuple[str, str, tuple[str, ...]]
 #: counters hash -> the hash holding the same fields' revenue
 REVENUE_OF = {"c": "r", "g": "gr"}
+#: a counters hash a cell counts in: its key, its revenue hash's key, and whether it is a
+#: rollup (its fields are reduced cells)
+Place = tuple[str, str, bool]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -512,39 +535,45 @@ def counter_field(value: Cell | Reduced) -> str:
     return _pack(value)
 
 
+@lru_cache(maxsize=1 << 12)
+def reduced_field(code: str, category: str | None, selected_by: str, corrected: bool) -> str:
+    """A rollup hash field: the JSON of the reduced cell (few distinct ones: packed once each)."""
+    return _pack(Reduced(code, category, selected_by, corrected))
+
+
 @dataclass
 class Moves:
-    """Counter deltas of a batch: count and revenue per counters hash and field."""
+    """Counter deltas of a batch: count and revenue per hash key and field; and the
+    (tenant, kind, day) of each day's cells hash moved."""
 
-    counts: dict[Hash, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
-    revenue: dict[Hash, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Decimal)))
+    counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    revenue: dict[str, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(dict))
+    days: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
-    def add(self, tenant: str, facts: Facts, where: Cell, sign: int) -> None:
-        s = facts.standing
-        revenue = s.revenue if s is not None else None
-        self._add((tenant, facts.kind, ("c", facts.day)), counter_field(where), sign, revenue)
-        reduced = counter_field(Reduced(where.code, where.category, where.selected_by, where.corrected))
-        for dim, value in rollups(where):
-            self._add((tenant, facts.kind, ("g", dim, value, facts.day)), reduced, sign, revenue)
-
-    def _add(self, at: Hash, name: str, sign: int, revenue: Decimal | None) -> None:
-        self.counts[at][name] += sign
-        if revenue is not None:
-            self.revenue[at][name] += sign * revenue
+    def add(self, places: Sequence[Place], where: Cell, revenue: Decimal | None, sign: int) -> None:
+        whole = counter_field(where)
+        reduced = reduced_field(where.code, where.category, where.selected_by, where.corrected)
+        for key, revenue_key, rolled in places:
+            name = reduced if rolled else whole
+            counts = self.counts[key]
+            counts[name] = counts.get(name, 0) + sign
+            if revenue is not None:
+                sums = self.revenue[revenue_key]
+                sums[name] = sums.get(name, Decimal(0)) + sign * revenue
 
 
-def moves(
-    before: Mapping[tuple[str, str, str], Facts | None], after: State, changed: Iterable[tuple[str, str, str]]
-) -> Moves:
+def moves(memory: Memory, before: Mapping[Ident, Facts | None], after: State, changed: Iterable[Ident]) -> Moves:
     """-1 on the cell each changed interaction was in, +1 on the cell it is in now."""
     out = Moves()
     for ident in changed:
-        old, new = before.get(ident), after.interactions.get(ident)
-        old_cell, new_cell = cell(old), cell(new)
-        if old is not None and old_cell is not None:
-            out.add(ident[0], old, old_cell, -1)
-        if new is not None and new_cell is not None:
-            out.add(ident[0], new, new_cell, +1)
+        for facts, sign in ((before.get(ident), -1), (after.interactions.get(ident), 1)):
+            where = cell(facts)
+            if facts is None or where is None:
+                continue
+            places = memory.places(ident[0], facts.kind, facts.day, where)
+            out.days[places[0][0]] = (ident[0], facts.kind, facts.day)
+            s = facts.standing
+            out.add(places, where, s.revenue if s is not None else None, sign)
     return out
 
 
@@ -552,8 +581,6 @@ def moves(
 #: before it forgets the older half (and reads those it needs from Redis again): ~0.5 KB
 #: each, so ~100 MB
 MEMORY_CAP = 200_000
-
-Ident = tuple[str, str, str]
 
 
 @dataclass
@@ -582,6 +609,8 @@ class Memory:
     contacts_known: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     #: name parts -> key (a batch names the same few hashes thousands of times)
     names: dict[tuple[str, ...], str] = field(default_factory=dict)
+    #: (tenant, kind, day, rollup dimension or "" for the day's cells, its value) -> that hash (``places``)
+    placed: dict[tuple[str, str, str, str, str], Place] = field(default_factory=dict)
 
     def name(self, *parts: str) -> str:
         """The key of the view named by ``parts`` (``_key``'s, built once)."""
@@ -590,9 +619,30 @@ class Memory:
             found = self.names[parts] = self.prefix + ":".join(parts)
         return found
 
+    def places(self, tenant: str, kind: str, day: str, c: Cell) -> list[Place]:
+        """The counters hashes a cell of the day counts in: the day's cells, then each
+        rollup's (``rollups``); their keys built once per batch-spanning memory, not per
+        interaction."""
+        place = self._place
+        return [place(tenant, kind, day, "", ""), *(place(tenant, kind, day, dim, value) for dim, value in rollups(c))]
+
+    def _place(self, tenant: str, kind: str, day: str, dim: str, value: str) -> Place:
+        at = (tenant, kind, day, dim, value)
+        found = self.placed.get(at)
+        if found is None:
+            p = self.prefix
+            if dim:
+                rollup = f"{tenant}:{kind}:{dim}:{value}:{day}"
+                found = (f"{p}g:{rollup}", f"{p}gr:{rollup}", True)
+            else:
+                found = (f"{p}c:{tenant}:{kind}:{day}", f"{p}r:{tenant}:{kind}:{day}", False)
+            self.placed[at] = found
+        return found
+
     def size(self) -> int:
         contacts = sum(len(s.contacts) for s in self.state.tenants.values())
-        return len(self.state.interactions) + len(self.counts) + len(self.revenue) + contacts + len(self.names)
+        kept = len(self.counts) + len(self.revenue) + len(self.names) + len(self.placed)
+        return len(self.state.interactions) + kept + contacts
 
     def forget_oldest(self, cap: int) -> None:
         """Down to half of ``cap``: each map keeps its newest entries in proportion (0: forget
@@ -607,6 +657,7 @@ class Memory:
         _keep_newest(self.counts, kept)
         _keep_newest(self.revenue, kept)
         self.names.clear()
+        self.placed.clear()
         for t, tenant in self.state.tenants.items():
             self.contacts_known[t].difference_update(_keep_newest(tenant.contacts, kept))
 
@@ -658,26 +709,22 @@ class OutcomeMixView(View):
             self._memory = memory
         return done
 
-    def _recall(self, memory: Memory, events: Sequence[DomainEvent]) -> list[Ident]:
+    def _recall(self, memory: Memory, events: Sequence[DomainEvent], about: Sequence[Ident | None]) -> list[Ident]:
         """Bring the stored state the batch touches into memory (what it does not hold yet, in
         one pipelined round trip, two with contacts); returns the interactions touched."""
         state = memory.state
         touched: dict[Ident, None] = {}
         wanted: dict[str, list[str]] = defaultdict(list)
-        for e in events:
-            about = target(e)
-            if about is None:
-                continue
-            ident = (e.tenant_id, *about)
-            if ident in touched:
+        for e, ident in zip(events, about, strict=True):
+            if ident is None or ident in touched:
                 continue
             touched[ident] = None
             if ident in state.interactions:
                 continue
-            if memory.complete or isinstance(e, CallStarted | ConversationStarted):
+            if memory.complete or type(e) in STARTS:
                 state.interactions[ident] = None  # nothing is stored before the start
             else:
-                wanted[e.tenant_id].append(f"{about[0]}:{about[1]}")
+                wanted[ident[0]].append(f"{ident[1]}:{ident[2]}")
         tenants = sorted({e.tenant_id for e in events} - state.tenants.keys())
         if memory.complete:
             state.tenants.update((t, TenantState()) for t in tenants)
@@ -739,28 +786,33 @@ class OutcomeMixView(View):
         # outside a commit (nothing calls it so today) the state is read as if remembered nothing
         memory = self._batch or Memory(self.keys.view(NAME), complete=False)
         state = memory.state
-        touched = self._recall(memory, events)
+        about = targets(events)
+        touched = self._recall(memory, events, about)
         before = {ident: state.interactions[ident] for ident in touched}
         named: dict[str, set[str]] = {t: set() for t in {e.tenant_id for e in events}}
-        for e in events:
-            if isinstance(e, ContactListEvent):
+        for e, ident in zip(events, about, strict=True):
+            if ident is None and isinstance(e, ContactListEvent):
                 named[e.tenant_id].add(e.contact_id)
         loaded = {t: _Loaded.of(state.tenants[t], contacts) for t, contacts in named.items()}
-        changed = fold(state, events)
-        delta = moves(before, state, changed)
+        changed = fold(state, events, about)
+        delta = moves(memory, before, state, changed)
+        # every write below is of a (key, field) the batch writes once (Changes.set_once), but
+        # the tenants' state (``_Loaded.writes``)
         out = Changes()
         days: set[tuple[str, str, str]] = set()
-        for (t, kind, parts), counts in delta.counts.items():
-            key = memory.name(parts[0], t, kind, *parts[1:])
+        for key, counts in delta.counts.items():
             moved = [(where, n) for where, n in counts.items() if n]
             if moved:
                 self._count(memory, key, moved, out)
-                days.add((t, kind, parts[-1]))
-        out.assignments.extend((memory.name("d", t, kind), day, "1") for t, kind, day in sorted(days))
-        out.assignments.extend(self._revenue(memory, delta.revenue))
-        for t, kind, ident in changed:
-            facts = state.interactions[(t, kind, ident)]
-            out.assignments.append((memory.name("i", t), f"{kind}:{ident}", _pack(facts) if facts else None))
+                if key in delta.days:
+                    days.add(delta.days[key])  # a rollup moves only where its day's cells did
+        for t, kind, day in sorted(days):
+            out.set_once(memory.name("d", t, kind), day, "1")
+        self._revenue(memory, delta.revenue, out)
+        for ident in changed:
+            t, kind, id_ = ident
+            facts = state.interactions[ident]
+            out.set_once(memory.name("i", t), f"{kind}:{id_}", _pack(facts) if facts else None)
         for t, was in loaded.items():
             out.assignments.extend(was.writes(memory, t, state.tenants[t]))
         return out
@@ -775,19 +827,14 @@ class OutcomeMixView(View):
             at = (key, where)
             if memory.complete or at in known:
                 known[at] = total = known.get(at, 0) + n
-                out.assignments.append((key, where, str(total) if total else None))
+                out.set_once(key, where, str(total) if total else None)
             else:
                 out.increments.append((key, where, n))
 
-    def _revenue(self, memory: Memory, deltas: Mapping[Hash, Mapping[str, Decimal]]) -> list[Assignment]:
+    def _revenue(self, memory: Memory, deltas: Mapping[str, Mapping[str, Decimal]], out: Changes) -> None:
         """New revenue sums: the stored ones (remembered, else read after the position: the
         script's check guards it) plus the batch's."""
-        moved = [
-            (memory.name(REVENUE_OF[parts[0]], t, kind, *parts[1:]), where, d)
-            for (t, kind, parts), sums in deltas.items()
-            for where, d in sums.items()
-            if d
-        ]
+        moved = [(key, where, d) for key, sums in deltas.items() for where, d in sums.items() if d]
         unknown: dict[str, list[str]] = defaultdict(list)
         for key, where, _ in moved:
             if not memory.complete and (key, where) not in memory.revenue:
@@ -802,12 +849,10 @@ class OutcomeMixView(View):
             for (key, names), found in zip(unknown.items(), pipe.execute(), strict=True):
                 for where, raw in zip(names, found, strict=True):
                     memory.revenue[(key, where)] = Decimal(raw.decode()) if raw else Decimal(0)
-        out: list[Assignment] = []
         for key, where, d in moved:
             total = memory.revenue.get((key, where), Decimal(0)) + d
             memory.revenue[(key, where)] = total
-            out.append((key, where, str(total) if total else None))
-        return out
+            out.set_once(key, where, str(total) if total else None)
 
 
 @dataclass
