@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,10 +58,18 @@ class Changes:
     #: takes them (``set_once``, ``score_once``): not deduplicated again, which is most of the
     #: cost of ``assignments`` and ``scores`` for views writing a row per interaction. Their
     #: keys are not among those of ``assignments`` / ``scores``.
+    hincrby: dict[str, list[str | int]] = field(default_factory=dict)
     hset: dict[str, list[str]] = field(default_factory=dict)
     hdel: dict[str, list[str]] = field(default_factory=dict)
     zadd: dict[str, list[str]] = field(default_factory=dict)
     zrem: dict[str, list[str]] = field(default_factory=dict)
+
+    def increment_once(self, key: str, name: str, n: int) -> None:
+        """HINCRBY of a field the batch moves no other time (a field reaching 0 is removed)."""
+        found = self.hincrby.get(key)
+        if found is None:
+            found = self.hincrby[key] = [key]
+        found.extend((name, n))
 
     def set_once(self, key: str, name: str, value: str | None) -> None:
         """HSET (HDEL when ``value`` is None) of a field the batch writes no other time."""
@@ -238,6 +247,10 @@ def _catch_up_pipelined(
     # The read of the next batch waits in the server behind this batch's commits; in a thread
     # it waits there while the views compute (it takes the GIL only to parse the reply).
     ahead = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+    # It reads the reply 64 KB at a time, and after each read waits for the GIL: at the
+    # default 5 ms switch interval a batch's reply could take longer than the views' work.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, READ_AHEAD_SWITCH))
 
     def read_after(position: int) -> Future[RawEntries]:
         return ahead.submit(read_log_raw, first.client, first.keys, position, until, first.batch_size)
@@ -269,6 +282,7 @@ def _catch_up_pipelined(
                         view.settle()
     finally:
         ahead.shutdown(wait=True)  # a read still running ends on its own (it writes nothing)
+        sys.setswitchinterval(interval)
         for view in views:
             view.pipelined = False
             view.abandon()
@@ -280,6 +294,10 @@ def _positions(views: Sequence[View]) -> list[int]:
     fields = [v.keys.view_position(v.name) for v in views]
     raw = cast(list[bytes | None], first.client.hmget(first.keys.tracking, fields))
     return [int(p) if p is not None else 0 for p in raw]
+
+
+#: seconds a thread holds the GIL while another waits for it, during a pipelined catch-up
+READ_AHEAD_SWITCH = 0.0005
 
 
 class Refused(Exception):
@@ -449,7 +467,7 @@ class View:
             self.keys.view_position(self.name),
             str(position),
             str(last),
-            encode(_increments(changes.increments)),
+            encode(_increments(changes.increments) + list(changes.hincrby.values())),
             *(encode(writes) for writes in (hset, hdel, zadd, zrem)),
         ]
         if self.follow:

@@ -577,7 +577,7 @@ def moves(memory: Memory, before: Mapping[Ident, Facts | None], after: State, ch
     return out
 
 
-#: how many interactions, counts, revenue sums and contacts a view remembers across batches
+#: how many interactions, revenue sums and contacts a view remembers across batches
 #: before it forgets the older half (and reads those it needs from Redis again): ~0.5 KB
 #: each, so ~100 MB
 MEMORY_CAP = 200_000
@@ -593,15 +593,15 @@ class Memory:
 
     ``complete``: begun at position 0, where the view holds nothing (its keys are written
     only with its position), so what the memory does not hold is not stored either: nothing
-    is read. Past ``MEMORY_CAP`` it drops the interactions, sums, counts and contacts it
-    remembered first (a log in time order seldom names them again) and reads each again from
-    Redis when a batch needs it; the tenants' small state stays."""
+    is read. Past ``MEMORY_CAP`` it drops the interactions, sums and contacts it remembered
+    first (a log in time order seldom names them again) and reads each again from Redis when
+    a batch needs it; the tenants' small state stays. Counts are not kept: the script adds
+    the batch's moves (HINCRBY), which costs Redis a command per field and this process
+    nothing -- a rebuild waits on this process, not on Redis (docs/benchmarks.md)."""
 
     prefix: str
     complete: bool
     state: State = field(default_factory=State)
-    #: (counters hash, field) -> the count stored there
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
     #: (revenue hash, field) -> the sum stored there
     revenue: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     #: per tenant, the contacts whose stored list ``state`` holds (or knows is absent);
@@ -641,7 +641,7 @@ class Memory:
 
     def size(self) -> int:
         contacts = sum(len(s.contacts) for s in self.state.tenants.values())
-        kept = len(self.counts) + len(self.revenue) + len(self.names) + len(self.placed)
+        kept = len(self.revenue) + len(self.names) + len(self.placed)
         return len(self.state.interactions) + kept + contacts
 
     def forget_oldest(self, cap: int) -> None:
@@ -654,7 +654,6 @@ class Memory:
                 self.contacts_known[t].update(tenant.contacts)
         self.complete = False
         _keep_newest(self.state.interactions, kept)
-        _keep_newest(self.counts, kept)
         _keep_newest(self.revenue, kept)
         self.names.clear()
         self.placed.clear()
@@ -796,16 +795,18 @@ class OutcomeMixView(View):
         loaded = {t: _Loaded.of(state.tenants[t], contacts) for t, contacts in named.items()}
         changed = fold(state, events, about)
         delta = moves(memory, before, state, changed)
-        # every write below is of a (key, field) the batch writes once (Changes.set_once), but
+        # every write below is of a (key, field) the batch writes once (Changes.*_once), but
         # the tenants' state (``_Loaded.writes``)
         out = Changes()
         days: set[tuple[str, str, str]] = set()
         for key, counts in delta.counts.items():
-            moved = [(where, n) for where, n in counts.items() if n]
-            if moved:
-                self._count(memory, key, moved, out)
-                if key in delta.days:
-                    days.add(delta.days[key])  # a rollup moves only where its day's cells did
+            moved = False
+            for where, n in counts.items():
+                if n:
+                    out.increment_once(key, where, n)
+                    moved = True
+            if moved and key in delta.days:
+                days.add(delta.days[key])  # a rollup moves only where its day's cells did
         for t, kind, day in sorted(days):
             out.set_once(memory.name("d", t, kind), day, "1")
         self._revenue(memory, delta.revenue, out)
@@ -816,20 +817,6 @@ class OutcomeMixView(View):
         for t, was in loaded.items():
             out.assignments.extend(was.writes(memory, t, state.tenants[t]))
         return out
-
-    @staticmethod
-    def _count(memory: Memory, key: str, moved: Iterable[tuple[str, int]], out: Changes) -> None:
-        """Counter moves: the new count set (HSET, HDEL at 0) where the memory knows the stored
-        one, which costs the script one command per hash instead of one HINCRBY per field;
-        an increment where it does not (the script removes a field that reaches 0 either way)."""
-        known = memory.counts
-        for where, n in moved:
-            at = (key, where)
-            if memory.complete or at in known:
-                known[at] = total = known.get(at, 0) + n
-                out.set_once(key, where, str(total) if total else None)
-            else:
-                out.increments.append((key, where, n))
 
     def _revenue(self, memory: Memory, deltas: Mapping[str, Mapping[str, Decimal]], out: Changes) -> None:
         """New revenue sums: the stored ones (remembered, else read after the position: the
