@@ -509,16 +509,16 @@ _reduced = msgspec.json.Decoder(Reduced)
 WHOLE = "*"
 
 
-def rollups(c: Cell) -> Iterator[tuple[str, str]]:
+def rollups(c: Cell) -> list[tuple[str, str]]:
     """(dimension, value) of each rollup a cell also counts in: the tenant's, its project's,
     its agent's and its team's. A query that filters on at most one of these (and on no
     other dimension) reads a few small hashes per day instead of every cell of the day."""
-    yield WHOLE, WHOLE
-    yield "project", c.project
+    found = [(WHOLE, WHOLE), ("project", c.project)]
     if c.agent is not None:
-        yield "agent", c.agent
+        found.append(("agent", c.agent))
     if c.team is not None:
-        yield "team", c.team
+        found.append(("team", c.team))
+    return found
 
 
 #: counters hash -> the hash holding the same fields' revenue
@@ -624,7 +624,9 @@ class Memory:
         rollup's (``rollups``); their keys built once per batch-spanning memory, not per
         interaction."""
         place = self._place
-        return [place(tenant, kind, day, "", ""), *(place(tenant, kind, day, dim, value) for dim, value in rollups(c))]
+        found = [place(tenant, kind, day, "", "")]
+        found += [place(tenant, kind, day, dim, value) for dim, value in rollups(c)]
+        return found
 
     def _place(self, tenant: str, kind: str, day: str, dim: str, value: str) -> Place:
         at = (tenant, kind, day, dim, value)

@@ -165,10 +165,13 @@ def plan(views: Sequence[str], processes: int, cost: Mapping[str, float] = COST)
 
 def processes_for(events: int, requested: int | None) -> int:
     """How many processes a replay of ``events`` uses: ``requested``, or (None) one per core
-    for a long replay and one for a short one."""
+    but one for a long replay, and one for a short one. A build process keeps redis-server
+    busy about 60% of its own time (it overlaps with it: ``_catch_up_pipelined``), so with
+    Redis on the same machine the last core is Redis's: on 2 cores one process rebuilt 1M
+    events in 16-18 s, two in 21 s (docs/benchmarks.md, 2026-12-04)."""
     if requested is not None:
         return max(1, requested)
-    return (os.cpu_count() or 1) if events >= PARALLEL_FROM else 1
+    return max(1, (os.cpu_count() or 1) - 1) if events >= PARALLEL_FROM else 1
 
 
 def _die_with_parent(parent: int) -> None:

@@ -339,7 +339,7 @@ def rebuild(shard: str | None) -> None:
     "--processes",
     default=None,
     type=click.IntRange(1),
-    help="Processes building the views (default: one per core for 200,000 events or more to read, else 1).",
+    help="Processes building the views (default: one per core but one, for 200,000 events or more to read; else 1).",
 )
 @click.option(
     "--memory-cap",
