@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -55,9 +55,9 @@ class Changes:
     assignments: list[Assignment] = field(default_factory=list)
     scores: list[Score] = field(default_factory=list)
     #: writes the view makes once per (key, field) in the batch, grouped per key as the script
-    #: takes them (``set_once``, ``score_once``): not deduplicated again, which is most of the
-    #: cost of ``assignments`` and ``scores`` for views writing a row per interaction. Their
-    #: keys are not among those of ``assignments`` / ``scores``.
+    #: takes them (``increment_once``, ``set_once``, ``score_once``): not summed or
+    #: deduplicated again, which is most of the cost of the lists above for views writing a
+    #: row per interaction. Their keys are not among those of the lists above.
     hincrby: dict[str, list[str | int]] = field(default_factory=dict)
     hset: dict[str, list[str]] = field(default_factory=dict)
     hdel: dict[str, list[str]] = field(default_factory=dict)
@@ -66,10 +66,7 @@ class Changes:
 
     def increment_once(self, key: str, name: str, n: int) -> None:
         """HINCRBY of a field the batch moves no other time (a field reaching 0 is removed)."""
-        found = self.hincrby.get(key)
-        if found is None:
-            found = self.hincrby[key] = [key]
-        found.extend((name, n))
+        _group(self.hincrby, key).extend((name, n))
 
     def set_once(self, key: str, name: str, value: str | None) -> None:
         """HSET (HDEL when ``value`` is None) of a field the batch writes no other time."""
@@ -86,7 +83,8 @@ class Changes:
             _group(self.zadd, key).extend((score, member))
 
 
-def _group(groups: dict[str, list[str]], key: str) -> list[str]:
+def _group(groups: dict[str, list[Any]], key: str) -> list[Any]:
+    """The writes to ``key`` so far, ``[key, ...]`` (what the script takes per key)."""
     found = groups.get(key)
     if found is None:
         found = groups[key] = [key]

@@ -137,9 +137,9 @@ class ProgressReport:
 # -- views in processes -------------------------------------------------------------------------------
 
 #: each view's CPU per event beyond reading and decoding the log, in units of that read
-#: (which every build process pays once): bench/replay_bench.py --each at 1M events, 2026-12-03
-#: (docs/benchmarks.md "Rebuild at 1M (readpath)"); the light views decode two or three types
-COST = {OUTCOME_COUNTS: 0.5, OUTCOME_MIX: 6.4, INTERACTIONS: 5.1, ALERTS: 0.1, FOLLOW_UP_SLA: 0.1}
+#: (which every build process pays once): bench/replay_bench.py --each at 1M events, 2026-12-04
+#: (docs/benchmarks.md "Rebuild at 1M, 2026-12-04"); the light views decode two or three types
+COST = {OUTCOME_COUNTS: 0.1, OUTCOME_MIX: 2.9, INTERACTIONS: 2.6, ALERTS: 0.1, FOLLOW_UP_SLA: 0.1}
 #: entries a replay build keeps in memory per stateful view (the live worker's views keep
 #: fewer): a rebuild is a batch job, and state it must read back from Redis once past the cap
 #: costs it ~12% of its CPU at 1M events (docs/benchmarks.md); ~0.5-1 KB each, so up to ~1 GB
