@@ -7,12 +7,17 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from events.keys import ShardKeys
 from events.types import ProjectSettings
+from projections.interactions import InteractionsView
 from projections.outcome_counts import outcome_counts
+from projections.outcome_mix import OutcomeMixView
 from services.config import Settings
 from services.rules import Context
 from services.rules import config as config_rules
 from tests.helpers import call_with_outcome, new_runtime, seed_project
+from tests.test_replay import snapshot
+from workers import projections as projection_worker
 from workers.projections import GROUP, ProjectionRunner, ensure_group
 
 
@@ -99,3 +104,51 @@ def test_quota_reached_is_recorded_once(redis_url: str, shard: str) -> None:
     topics = [n.topic for n in ledger.recorder.select_notifications(1, head)]
     assert topics.count("QuotaReached") == 1
     runtime.close()
+
+
+def test_a_worker_far_behind_catches_up_as_a_replay_does_with_the_same_views_and_quotas(
+    redis_url: str, shard: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``BULK_FROM`` events behind, ``settle`` takes the replay's pipelined pass and then
+    checks every project's quotas: the views and the quota record equal the plain loop's."""
+    runtime = new_runtime(redis_url, shard)
+    try:
+        seed_project(runtime, "acme")
+        ledger = runtime.ledger("acme")
+        admin = Context("acme", "admin:t", datetime.now(UTC))
+        quotas = ProjectSettings(name="Winter", direction="outbound", quotas={"SALE": 20})
+        ledger.configure(admin, "project", "winter", lambda c: config_rules.change_project(c, admin, "winter", quotas))
+        for i in range(45):
+            call_with_outcome(runtime, "acme", f"c{i}", "NO_SALE" if i % 3 == 0 else "SALE")
+        head = ledger.recorder.max_notification_id() or 0
+        keys = ShardKeys(runtime.settings.shard, runtime.settings.key_prefix)
+
+        # a worker far behind: the bulk pass, whose quota check records the quota reached
+        monkeypatch.setattr(projection_worker, "BULK_FROM", 10)
+        bulk = ProjectionRunner(runtime.settings)
+        caps = [v.memory_cap for v in bulk.views if isinstance(v, OutcomeMixView | InteractionsView)]
+        passes: list[int] = []
+        real = bulk.catch_up_bulk
+        monkeypatch.setattr(bulk, "catch_up_bulk", lambda up_to: (passes.append(up_to), real(up_to)))
+        bulk.settle(head)
+        first = head
+        assert passes == [first]
+        assert ledger.quota_reached("acme", "winter", "SALE") is not None
+        head = ledger.recorder.max_notification_id() or 0  # and the QuotaReached recorded
+        bulk.settle(head)  # one event behind: the plain loop
+        assert passes == [first]
+        assert [v.memory_cap for v in bulk.views if isinstance(v, OutcomeMixView | InteractionsView)] == caps
+        expected = snapshot(runtime.client, keys)
+        assert counts(runtime, bulk) == {"NO_SALE": 15, "SALE": 30}
+
+        # every view dropped and caught up by the plain loop: the same keys, the quota once
+        for view in bulk.views:
+            view.drop()
+        monkeypatch.setattr(projection_worker, "BULK_FROM", 10**9)
+        plain = ProjectionRunner(runtime.settings)
+        plain.settle(head)
+        assert snapshot(runtime.client, keys) == expected
+        topics = [n.topic for n in ledger.recorder.select_notifications(1, ledger.recorder.max_notification_id() or 0)]
+        assert topics.count("QuotaReached") == 1
+    finally:
+        runtime.close()

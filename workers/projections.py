@@ -5,6 +5,8 @@ catches up from its own tracking position to that point, committing view and pos
 in one script (projections.base.View). The batch is acknowledged after that commit.
 Entries left pending by a dead consumer are reclaimed after ``reclaim_idle_ms`` and
 settled the same way, so killing the worker at any instant loses and doubles nothing.
+Far behind the log (``BULK_FROM``), the views catch up as a replay builds them first
+(``ProjectionRunner.catch_up_bulk``, docs/replay.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from events.codec import StructMapper, SubjectKeys
 from events.connect import redis_client
 from events.keys import ShardKeys
 from projections.base import catch_up_together
+from projections.interactions import InteractionsView
 from projections.models import read_models
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_mix import OutcomeMixView
@@ -35,6 +38,12 @@ from workers.alerts import AlertWatch
 from workers.quotas import QuotaWatcher
 
 GROUP = "projections"
+#: events behind the log's head from which the views catch up as a replay builds them
+#: (``ProjectionRunner.catch_up_bulk``): a worker started on a long log, or after an outage
+BULK_FROM = 100_000
+#: entries each stateful view keeps in memory during such a catch-up (a replay's; the
+#: views' own, smaller caps apply again from their next batch)
+BULK_MEMORY_CAP = 1_000_000
 #: how long a delivery waits for more of the log before the views settle: under a steady
 #: trickle each small delivery would otherwise cost a full pass over every view
 #: (``OUTCOMES_PROJECTION_LINGER_MS``; reports lag the log by up to this much more)
@@ -87,10 +96,30 @@ class ProjectionRunner:
 
     def settle(self, up_to: int) -> None:
         with self._settling:
+            views = [*self.views, self.alert_watch]
+            if up_to - min(v.position() for v in views) >= BULK_FROM:
+                self.catch_up_bulk(up_to)
             # each batch of the log read and decoded once for every view
-            catch_up_together([*self.views, self.alert_watch], up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
+            catch_up_together(views, up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
             self.quotas.flush()
             self.alert_watch.check_pending()  # the weeks the batches marked, against the caught-up mix
+
+    def catch_up_bulk(self, up_to: int) -> None:
+        """Far behind: catch up as ``outcomes replay`` builds views (commits pipelined, up to
+        ``BULK_MEMORY_CAP`` entries kept per stateful view: ``catch_up_together(pipelined=
+        True)``, ~3x the plain loop's rate at 1M events), then check every project's quotas
+        once (the plain loop checks those its batches touched)."""
+        views = [*self.views, self.alert_watch]
+        stateful = [v for v in views if isinstance(v, OutcomeMixView | InteractionsView)]
+        caps = [v.memory_cap for v in stateful]
+        for v in stateful:
+            v.memory_cap = BULK_MEMORY_CAP
+        try:
+            catch_up_together(views, up_to, pipelined=True)
+        finally:
+            for v, cap in zip(stateful, caps, strict=True):
+                v.memory_cap = cap
+        self.quotas.sweep()
 
     def settle_delivery(self, ids: list[int]) -> None:
         """A delivery says the log has grown: after the linger (counted from the last
