@@ -72,6 +72,10 @@ def weeks_touched(events: Sequence[DomainEvent], time_zone: Mapping[str, str]) -
     return found
 
 
+def _window(counts: Mapping[str, int]) -> rules.Window:
+    return rules.Window(sum(counts.values()), dict(counts))
+
+
 def findings(catalogue: Catalogue, project: str, week: rules.Window, baseline: rules.Window) -> list[rules.Finding]:
     """Every rule on one project's week, with the flags of the outcomes as defined now."""
     defined = {c: definition_of(catalogue, project, c) for c in {*week.counts, *baseline.counts}}
@@ -151,21 +155,21 @@ class AlertWatch(View):
     def windows(
         self, tenant: str, kind: Interaction, period: str, projects: Iterable[str]
     ) -> dict[str, tuple[rules.Window, rules.Window]]:
-        """Per project: the week, and the baseline weeks before it -- one read of their days."""
+        """Per project: the week, and the baseline weeks before it -- from the project's rollup
+        (a few small hashes per day: reading every cell of the tenant's days instead took 16 s
+        for the 650 weeks of 1M selections, 2026-12-04)."""
         monday, sunday = week_days(period)
         first = monday - timedelta(weeks=rules.BASELINE_WEEKS)
-        counts: dict[str, tuple[dict[str, int], dict[str, int]]] = {
-            p: (defaultdict(int), defaultdict(int)) for p in projects
-        }
-        window = MixFilter(kind, date_from=first, date_to=sunday)
-        # grouped by project: the cells (or a project's rollup) keep each selection's project
-        for day, c, n, _revenue in read_cells(self.client, current(self.client, self.keys), tenant, window, "project"):
-            if c.project in counts:
-                counts[c.project][0 if date.fromisoformat(day) >= monday else 1][c.code] += n
-        return {
-            p: (rules.Window(sum(w.values()), dict(w)), rules.Window(sum(b.values()), dict(b)))
-            for p, (w, b) in counts.items()
-        }
+        keys = current(self.client, self.keys)
+        found: dict[str, tuple[rules.Window, rules.Window]] = {}
+        for project in projects:
+            week: dict[str, int] = defaultdict(int)
+            baseline: dict[str, int] = defaultdict(int)
+            window = MixFilter(kind, project=project, date_from=first, date_to=sunday)
+            for day, c, n, _revenue in read_cells(self.client, keys, tenant, window):
+                (week if date.fromisoformat(day) >= monday else baseline)[c.code] += n
+            found[project] = (_window(week), _window(baseline))
+        return found
 
     def record(self, weeks: Iterable[Week]) -> int:
         """Record the alerts of the weeks not recorded yet; returns how many this call recorded."""
