@@ -9,7 +9,9 @@
 3. Catch-up from position 0 of every view the projection worker runs
    (``workers.projections.ProjectionRunner.views``), one at a time and all together, beside
    two baselines over the same log: ``XRANGE … COUNT 1000`` alone, and XRANGE + decoding
-   every event + counting per type in Python (no writes).
+   every event + counting per type in Python (no writes). All together is the worker's
+   ``settle`` in a fresh process, as a worker starts on a long log (it takes the replay's
+   pipelined pass there, then checks the alerts and quotas: docs/replay.md).
 4. The four outcome-mix queries of the issue, each ``--queries`` times with a random
    project / agent / window, through ``projections.outcome_mix.outcome_mix`` (the function
    behind GET /v1/reports/outcome-mix) and through the ASGI app over HTTP
@@ -26,8 +28,11 @@ import logging
 import os
 import platform
 import random
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -118,6 +123,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def own_and_children_cpu() -> float:
+    """This process's CPU time and its ended children's (a step run in a fresh process)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class Clock:
     """Wall time, this process's CPU time and redis-server's: on a shared 2-core machine
     the wall time says how busy the machine was as much as how fast the code is; the CPU
@@ -128,10 +139,10 @@ class Clock:
         self.redis_pid = redis_pid
 
     def run(self, what: Callable[[], int]) -> dict[str, float]:
-        wall, cpu, redis_cpu = time.perf_counter(), time.process_time(), cpu_seconds(self.redis_pid)
+        wall, cpu, redis_cpu = time.perf_counter(), own_and_children_cpu(), cpu_seconds(self.redis_pid)
         n = what()
         wall = time.perf_counter() - wall
-        cpu = time.process_time() - cpu
+        cpu = own_and_children_cpu() - cpu
         redis_cpu = cpu_seconds(self.redis_pid) - redis_cpu
         return {
             "events": n,
@@ -171,7 +182,9 @@ def catch_up(runtime: Runtime, head: int, clock: Clock, each: bool) -> list[dict
         view.drop()
 
     def settle() -> int:
-        runner.settle(head)
+        # in a fresh process, as a worker starts: this one holds the loader's objects
+        url = runtime.settings.redis_url
+        subprocess.run([sys.executable, "-m", "bench.reports_bench", "--settle", url, str(head)], check=True)
         return head
 
     row(ALL_VIEWS, settle)
@@ -301,6 +314,9 @@ def load_log(runtime: Runtime, shape: Shape, calls_per_save: int) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--settle", nargs=2, metavar=("URL", "HEAD"), help="(the catch-up step) settle the worker's views to HEAD, only"
+    )
     parser.add_argument("--selections", type=int, default=Shape.selections)
     parser.add_argument("--days", type=int, default=Shape.days)
     parser.add_argument("--projects", type=int, default=Shape.projects)
@@ -316,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     bulk_gc()  # as the worker process does (workers/app.py)
+    if args.settle:
+        url, up_to = args.settle
+        runner = ProjectionRunner(Settings(redis_url=url, shard="s00", key_prefix="ol"))
+        runner.settle(int(up_to))
+        runner.runtime.close()
+        return 0
     shape = Shape(selections=args.selections, days=args.days, projects=args.projects, agents=args.agents)
 
     work = args.data
