@@ -123,6 +123,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def bench_settings(url: str) -> Settings:
+    """The bench's shard and key prefix on its redis-server (the catch-up step's process too)."""
+    return Settings(redis_url=url, shard="s00", key_prefix="ol")
+
+
 def own_and_children_cpu() -> float:
     """This process's CPU time and its ended children's (a step run in a fresh process)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -334,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     bulk_gc()  # as the worker process does (workers/app.py)
     if args.settle:
         url, up_to = args.settle
-        runner = ProjectionRunner(Settings(redis_url=url, shard="s00", key_prefix="ol"))
+        runner = ProjectionRunner(bench_settings(url))
         runner.settle(int(up_to))
         runner.runtime.close()
         return 0
@@ -351,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "shape": asdict(shape),
     }
     print(f"machine: {results['machine']}; redis-server {results['redis']} (appendfsync always); load {load_average()}")
-    runtime = Runtime(Settings(redis_url=server.url, shard="s00", key_prefix="ol"))
+    runtime = Runtime(bench_settings(server.url))
     try:
         if args.reuse:
             print(f"reusing the log in {work} (the --selections etc. given must be those it was loaded with)")

@@ -209,7 +209,7 @@ def catch_up_together(
         return _catch_up_pipelined(views, until, wanted, on_batch)
     read = 0
     while True:
-        positions = _positions(views)
+        positions = tracking_positions(views)
         lowest = min(positions)
         if until is not None and lowest >= until:
             return read
@@ -260,7 +260,7 @@ def _catch_up_pipelined(
 
     try:
         while True:  # from the stored positions: at the start, and after a refusal
-            positions = _positions(views)
+            positions = tracking_positions(views)
             lowest = min(positions)
             if until is not None and lowest >= until:
                 return read
@@ -297,7 +297,7 @@ def _catch_up_pipelined(
             view.abandon()
 
 
-def _positions(views: Sequence[View]) -> list[int]:
+def tracking_positions(views: Sequence[View]) -> list[int]:
     """Each view's tracking position (0 for one never committed), in one round trip."""
     first = views[0]
     fields = [v.keys.view_position(v.name) for v in views]

@@ -632,13 +632,9 @@ class Memory:
         at = (tenant, kind, day, dim, value)
         found = self.placed.get(at)
         if found is None:
-            p = self.prefix
-            if dim:
-                rollup = f"{tenant}:{kind}:{dim}:{value}:{day}"
-                found = (f"{p}g:{rollup}", f"{p}gr:{rollup}", True)
-            else:
-                found = (f"{p}c:{tenant}:{kind}:{day}", f"{p}r:{tenant}:{kind}:{day}", False)
-            self.placed[at] = found
+            family, rest = ("g", (tenant, kind, dim, value, day)) if dim else ("c", (tenant, kind, day))
+            counters = self.prefix + ":".join((family, *rest))
+            found = self.placed[at] = (counters, self.prefix + ":".join((REVENUE_OF[family], *rest)), bool(dim))
         return found
 
     def size(self) -> int:

@@ -27,11 +27,12 @@ from faststream.redis import RedisBroker, StreamSub
 from events.codec import StructMapper, SubjectKeys
 from events.connect import redis_client
 from events.keys import ShardKeys
-from projections.base import catch_up_together
+from projections.base import catch_up_together, tracking_positions
 from projections.interactions import InteractionsView
 from projections.models import read_models
 from projections.outcome_counts import NAME as OUTCOME_COUNTS
 from projections.outcome_mix import OutcomeMixView
+from projections.replay import REPLAY_MEMORY_CAP
 from services.config import Settings
 from services.runtime import Runtime
 from workers.alerts import AlertWatch
@@ -41,9 +42,6 @@ GROUP = "projections"
 #: events behind the log's head from which the views catch up as a replay builds them
 #: (``ProjectionRunner.catch_up_bulk``): a worker started on a long log, or after an outage
 BULK_FROM = 100_000
-#: entries each stateful view keeps in memory during such a catch-up (a replay's; the
-#: views' own, smaller caps apply again from their next batch)
-BULK_MEMORY_CAP = 1_000_000
 #: how long a delivery waits for more of the log before the views settle: under a steady
 #: trickle each small delivery would otherwise cost a full pass over every view
 #: (``OUTCOMES_PROJECTION_LINGER_MS``; reports lag the log by up to this much more)
@@ -97,7 +95,7 @@ class ProjectionRunner:
     def settle(self, up_to: int) -> None:
         with self._settling:
             views = [*self.views, self.alert_watch]
-            if up_to - min(v.position() for v in views) >= BULK_FROM:
+            if up_to - min(tracking_positions(views)) >= BULK_FROM:  # one round trip: this runs per delivery
                 self.catch_up_bulk(up_to)
             # each batch of the log read and decoded once for every view
             catch_up_together(views, up_to, observe={OUTCOME_COUNTS: self.quotas.observe})
@@ -105,15 +103,16 @@ class ProjectionRunner:
             self.alert_watch.check_pending()  # the weeks the batches marked, against the caught-up mix
 
     def catch_up_bulk(self, up_to: int) -> None:
-        """Far behind: catch up as ``outcomes replay`` builds views (commits pipelined, up to
-        ``BULK_MEMORY_CAP`` entries kept per stateful view: ``catch_up_together(pipelined=
-        True)``, ~3x the plain loop's rate at 1M events), then check every project's quotas
-        once (the plain loop checks those its batches touched)."""
+        """Far behind: catch up as ``outcomes replay`` builds views (``catch_up_together(
+        pipelined=True)``, ~3x the plain loop's rate at 1M events), each stateful view keeping
+        up to a replay's ``REPLAY_MEMORY_CAP`` entries (its own, smaller cap applies again
+        from its next batch); then check every project's quotas once (the plain loop checks
+        those its batches touched)."""
         views = [*self.views, self.alert_watch]
         stateful = [v for v in views if isinstance(v, OutcomeMixView | InteractionsView)]
         caps = [v.memory_cap for v in stateful]
         for v in stateful:
-            v.memory_cap = BULK_MEMORY_CAP
+            v.memory_cap = REPLAY_MEMORY_CAP
         try:
             catch_up_together(views, up_to, pipelined=True)
         finally:
